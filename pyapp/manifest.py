@@ -1,0 +1,40 @@
+"""The model manifest: what a built model consists of, shared by the build, server and runtimes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ModelFile(BaseModel):
+    path: str  # relative to the model's folder, always with "/"
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ModelManifest(BaseModel):
+    """Describes one built model folder.
+
+    >>> m = ModelManifest(name="x", model_id="x-0", task="embedding", dtype="q8",
+    ...                   key="0" * 64, files=[], estimated_memory_bytes=1)
+    >>> m.task
+    'embedding'
+    """
+
+    name: str
+    # Folder name under the served models root; it carries the content key, so its files are
+    # immutable and may be cached forever.
+    model_id: str
+    task: Literal["embedding", "text-generation"]
+    dtype: str
+    key: str
+    files: list[ModelFile]
+    estimated_memory_bytes: int = Field(gt=0)
+    max_tokens: int = 256
+    source: str = ""
+    checks: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)

@@ -1,0 +1,42 @@
+"""Small dense-vector maths in pure Python.
+
+The browser runtime has no numpy (Pyodide 314 has no wheel for it on PyPI), and vectors here are a
+few hundred floats, so plain lists are fast enough and identical in both runtimes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+Vector = list[float]
+
+
+def dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return math.fsum(x * y for x, y in zip(a, b, strict=True))
+
+
+def normalize(v: Sequence[float]) -> Vector:
+    norm = math.sqrt(math.fsum(x * x for x in v))
+    if norm == 0.0:
+        return [0.0 for _ in v]
+    return [x / norm for x in v]
+
+
+def mean(vectors: Sequence[Sequence[float]]) -> Vector:
+    if not vectors:
+        raise ValueError("mean of no vectors")
+    n = len(vectors)
+    return [math.fsum(col) / n for col in zip(*vectors, strict=True)]
+
+
+def softmax(logits: Sequence[float]) -> Vector:
+    top = max(logits)
+    exps = [math.exp(x - top) for x in logits]
+    total = math.fsum(exps)
+    return [e / total for e in exps]
+
+
+def log_softmax_at(logits: Sequence[float], index: int) -> float:
+    top = max(logits)
+    return logits[index] - top - math.log(math.fsum(math.exp(x - top) for x in logits))

@@ -1,0 +1,171 @@
+"""Assembling the browser runtime into build/runtime: Pyodide, wheels + our lock file,
+transformers.js and ORT wasm. Everything comes from registry packages (npm, PyPI); nothing is
+committed and nothing is fetched from a CDN at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from models.cache import cache_root, content_key, sha256_file
+
+ORT_FILES = "ort-wasm-simd-threaded.asyncify.*"
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip")
+# Pyodide 314's platform tag, and the browser-side packages pyapp needs besides itself.
+PYODIDE_PLATFORM = "pyemscripten_2026_0_wasm32"
+PYODIDE_PYTHON = "3.14"
+BROWSER_REQUIREMENTS = ("pydantic==2.14.3", "pydantic-core==2.50.4", "transformers-js-py==0.19.10")
+PYAPP_DIST = "edge-triage-pyapp"
+RUNTIME_FORMAT = "runtime-1"
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _inputs(root: Path) -> list[str | Path]:
+    pyapp_files = sorted(p for p in (root / "pyapp").rglob("*") if p.suffix in {".py", ".json"})
+    return [RUNTIME_FORMAT, *BROWSER_REQUIREMENTS, root / "package-lock.json", *pyapp_files,
+            *[str(p.relative_to(root)) for p in pyapp_files]]
+
+
+def build_runtime(out: Path, root: Path | None = None, log=print, force: bool = False) -> dict:
+    """Write ``out`` (build/runtime) and return its index (version + files).
+
+    Skips all work when the inputs' content key matches the previous build.
+    """
+    root = root or repo_root()
+    key = content_key(_inputs(root))
+    index_path = out / "runtime.json"
+    if not force and index_path.exists():
+        index = json.loads(index_path.read_text())
+        if index.get("key") == key:
+            log(f"runtime: up to date ({index['version']})")
+            return index
+    node = root / "node_modules"
+    if not (node / "pyodide" / "pyodide.mjs").exists():
+        raise SystemExit("node_modules is missing: run `npm ci` (or `make`) first")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "pyodide").mkdir(parents=True)
+    (tmp / "wheels").mkdir()
+    (tmp / "transformers").mkdir()
+    (tmp / "ort").mkdir()
+    log("runtime: copying Pyodide, transformers.js and ORT wasm from node_modules")
+    for name in PYODIDE_FILES:
+        shutil.copy2(node / "pyodide" / name, tmp / "pyodide" / name)
+    shutil.copy2(node / "@huggingface/transformers/dist/transformers.min.js",
+                 tmp / "transformers" / "transformers.min.js")
+    # transformers.js must run with the ORT build it was made against (its own dependency);
+    # version 4 loads only the asyncify build (Wasm and WebGPU in one binary).
+    for path in sorted((node / "onnxruntime-web" / "dist").glob(ORT_FILES)):
+        shutil.copy2(path, tmp / "ort" / path.name)
+    log("runtime: collecting wheels for Pyodide")
+    wheels = download_wheels(tmp / "wheels", log)
+    wheels.append(build_pyapp_wheel(root, tmp / "wheels"))
+    write_lock(node / "pyodide" / "pyodide-lock.json", wheels, tmp / "wheels" / "pyodide-lock.json")
+    files = [
+        {"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(tmp.rglob("*")) if p.is_file()
+    ]
+    version = content_key([json.dumps(files, sort_keys=True)])[:12]
+    index = {"key": key, "version": version, "files": files}
+    (tmp / "runtime.json").write_text(json.dumps(index, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log(f"runtime: built version {version} ({len(files)} files)")
+    return index
+
+
+def download_wheels(dest: Path, log=print) -> list[Path]:
+    """pyemscripten / pure-Python wheels from PyPI, cached outside the checkout."""
+    cache = cache_root() / "wheels" / PYODIDE_PLATFORM
+    cache.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+           "--only-binary=:all:", "--platform", PYODIDE_PLATFORM, "--platform", "any",
+           "--python-version", PYODIDE_PYTHON, "--implementation", "cp",
+           "--abi", "cp" + PYODIDE_PYTHON.replace(".", ""), "--abi", "none",
+           "--dest", str(cache), *BROWSER_REQUIREMENTS]
+    subprocess.run(cmd, check=True)
+    # pip download leaves every version it ever fetched in the cache; keep what was resolved now.
+    wanted = _resolved(cache)
+    copied = []
+    for wheel in wanted:
+        shutil.copy2(wheel, dest / wheel.name)
+        copied.append(dest / wheel.name)
+    log(f"runtime: {len(copied)} wheels: {', '.join(w.name for w in copied)}")
+    return copied
+
+
+def _resolved(cache: Path) -> list[Path]:
+    from packaging.utils import parse_wheel_filename
+    from packaging.version import Version
+
+    newest: dict[str, tuple[Version, Path]] = {}
+    pins = {r.split("==")[0].replace("_", "-"): Version(r.split("==")[1])
+            for r in BROWSER_REQUIREMENTS}
+    for wheel in cache.glob("*.whl"):
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+        if name in pins and version != pins[name]:
+            continue
+        if name not in newest or version > newest[name][0]:
+            newest[name] = (version, wheel)
+    return sorted(p for _, p in newest.values())
+
+
+def build_pyapp_wheel(root: Path, dest: Path) -> Path:
+    """A wheel of the ``pyapp`` package alone: the task code that runs in the browser."""
+    from pyapp import __version__
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)
+        shutil.copytree(root / "pyapp", project / "pyapp",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (project / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+            f'[project]\nname = "{PYAPP_DIST}"\nversion = "{__version__}"\n'
+            'dependencies = ["pydantic", "transformers-js-py"]\n'
+            '[tool.setuptools.packages.find]\ninclude = ["pyapp*"]\n'
+            '[tool.setuptools.package-data]\npyapp = ["tasks/*.json"]\n'
+        )
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+             "--disable-pip-version-check", "-w", str(dest), str(project)],
+            check=True,
+        )
+    (wheel,) = dest.glob(PYAPP_DIST.replace("-", "_") + "-*.whl")
+    return wheel
+
+
+def write_lock(base_lock: Path, wheels: list[Path], out: Path) -> None:
+    """Our pyodide-lock.json: Pyodide's own info block, and only the packages we serve.
+
+    pyodide-lock checks wheel tags against ``info.platform``, which Pyodide 314 still spells
+    ``emscripten_5_0_3`` while PyPI's wheels say ``pyemscripten_2026_0``; we present the latter
+    while adding the wheels and put the original back for Pyodide.
+    """
+    from pyodide_lock import PyodideLockSpec
+    from pyodide_lock.spec import InfoSpec
+    from pyodide_lock.utils import add_wheels_to_spec
+
+    info = json.loads(base_lock.read_text())["info"]
+    original_platform = info["platform"]
+    spec = PyodideLockSpec(
+        info=InfoSpec(arch=info["arch"], platform=f"pyemscripten_{info['abi_version']}",
+                      version=_pyodide_version(base_lock), python=info["python"],
+                      abi_version=info["abi_version"]),
+        packages={},
+    )
+    spec = add_wheels_to_spec(spec, wheels, base_path=out.parent)
+    data = json.loads(spec.model_dump_json())
+    data["info"]["platform"] = original_platform
+    out.write_text(json.dumps(data, indent=1, sort_keys=True))
+
+
+def _pyodide_version(base_lock: Path) -> str:
+    return json.loads((base_lock.parent / "package.json").read_text())["version"]

@@ -1,0 +1,21 @@
+// The one JS module that touches transformers.js / onnxruntime-web. Python (in the worker)
+// drives inference through transformers-js-py; this module only pins transformers.js to our own
+// origin: local models, local ORT wasm, never the Hugging Face hub or a CDN.
+
+export async function configureTransformers({ transformersUrl, modelsPath, ortUrl, threads }) {
+  const transformers = await import(transformersUrl);
+  const { env } = transformers;
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+  // A path, not a URL: transformers.js 4 only looks for "local" files at non-http paths
+  // (fetched from our origin all the same).
+  env.localModelPath = modelsPath;
+  // Belt and braces: were a remote load ever attempted, it would hit our own origin and 404.
+  env.remoteHost = new URL("/no-remote/", location.origin).href;
+  env.useBrowserCache = false;
+  const wasm = env.backends.onnx.wasm;
+  wasm.wasmPaths = ortUrl;
+  wasm.numThreads = threads;
+  wasm.proxy = false;
+  return transformers;
+}
