@@ -1,0 +1,44 @@
+"""Shared fixtures: the real built artifacts (make build), loaded once per session."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+
+
+@pytest.fixture(scope="session")
+def build_dir() -> Path:
+    if not (BUILD / "runtime" / "runtime.json").exists():
+        pytest.fail("build/ is missing: run `make build` (make test does it)")
+    return BUILD
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(build_dir: Path) -> Path:
+    from models.build import load_manifests
+
+    (manifest,) = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
+    return build_dir / "models" / manifest.model_id
+
+
+@pytest.fixture(scope="session")
+def encoder(encoder_dir: Path):
+    from pyapp.backends.cpython import OnnxEncoder
+
+    return OnnxEncoder.from_dir(encoder_dir)
+
+
+@pytest.fixture(scope="session")
+def engine(build_dir: Path):
+    from pyapp.cli import open_engine
+
+    return open_engine(build_dir, ["telemetry-triage"])
+
+
+def run(coro):
+    return asyncio.run(coro)

@@ -1,0 +1,36 @@
+// Browser (Pyodide + transformers.js on Wasm) and CPython (onnxruntime) give the same answers.
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { test, expect, openApp } from "./fixtures";
+
+const TEXTS: string[] = JSON.parse(readFileSync("tests/data/parity_texts.json", "utf8"));
+
+function cpythonResults() {
+  const out = execFileSync(".venv/bin/edge-triage",
+    ["run", "telemetry-triage", "--batch", "tests/data/parity_texts.json"], { encoding: "utf8" });
+  return out.trim().split("\n").map((line) => JSON.parse(line));
+}
+
+test("same labels and confidences within 1e-3 for every parity text", async ({ app }) => {
+  expect(TEXTS.length).toBeGreaterThanOrEqual(50);
+  const expected = cpythonResults();
+  await openApp(app, "?backend=wasm");
+  const actual = await app.evaluate(async (texts) => {
+    const results = [];
+    for (const t of texts) results.push(await (window as any).edgeTriage.run("telemetry-triage", t));
+    return results;
+  }, TEXTS);
+  expect(actual.length).toBe(expected.length);
+  let worst = 0;
+  actual.forEach((browser: any, i: number) => {
+    const cpy = expected[i];
+    expect(browser.output.label, TEXTS[i]).toBe(cpy.output.label);
+    expect(browser.route, TEXTS[i]).toBe(cpy.route);
+    for (const [label, p] of Object.entries(cpy.output.scores)) {
+      const d = Math.abs((browser.output.scores as any)[label] - (p as number));
+      worst = Math.max(worst, d);
+      expect(d, `${TEXTS[i]} / ${label}`).toBeLessThan(1e-3);
+    }
+  });
+  console.log(`parity: ${TEXTS.length} texts, max |Δscore| = ${worst.toExponential(2)}`);
+});

@@ -1,0 +1,66 @@
+"""The engine on the real built encoder under CPython."""
+
+import pytest
+
+from pyapp.textinput import InputError
+from tests.conftest import run
+
+CLEAR_CASES = {
+    "Error: Fan speed threshold exceeded on Node 4B.": "mechanical",
+    "CPU package temperature reached 101C, throttling": "thermal",
+    "UPS switched to battery after mains failure": "power",
+    "eth1 link flapping every 30 seconds": "network",
+    "Filesystem /data is 99% full": "storage",
+    "Barometer reading stuck at 1013.25 hPa for three days": "sensor",
+    "Java heap space OutOfMemoryError in ingest service": "software",
+}
+
+
+@pytest.mark.parametrize("text,label", CLEAR_CASES.items())
+def test_clear_inputs_get_the_right_label(engine, text, label):
+    result = run(engine.run("telemetry-triage", text))
+    assert result["output"]["label"] == label
+
+
+def test_result_shape(engine):
+    result = run(engine.run("telemetry-triage", "PSU 2 failed"))
+    assert set(result) >= {"task", "output", "confidence", "route", "backend", "timings_ms"}
+    assert result["backend"] == "cpython"
+    assert result["route"] in ("local", "escalated")
+    assert result["confidence"] == result["output"]["confidence"]
+    assert set(result["output"]["scores"]) == {"thermal", "power", "network", "storage",
+                                               "mechanical", "sensor", "software"}
+    assert 0 < result["timings_ms"]["inference"] <= result["timings_ms"]["total"]
+
+
+def test_low_confidence_is_escalated_with_a_reason(engine):
+    result = run(engine.run("telemetry-triage", "what is the weather tomorrow"))
+    assert result["confidence"] < 0.85
+    assert result["route"] == "escalated"
+    assert "below threshold" in result["reasons"][0]
+
+
+def test_huge_input_is_truncated_with_a_notice(engine):
+    text = "Fan 3 stalled at 0 RPM. " * 5000  # 120,000 characters
+    result = run(engine.run("telemetry-triage", text))
+    assert result["truncated"] is True
+    assert any("truncated" in n for n in result["notices"])
+    assert result["output"]["label"] == "mechanical"
+    assert "input was truncated" in result["reasons"]
+
+
+def test_control_characters_and_surrogates_are_handled(engine):
+    result = run(engine.run("telemetry-triage", "disk\x00 full \ud800 on /var\x1b"))
+    assert result["output"]["label"] == "storage"
+    assert len(result["notices"]) == 2
+
+
+@pytest.mark.parametrize("bad", ["", "  \n ", None, 5])
+def test_bad_input_raises_input_error(engine, bad):
+    with pytest.raises(InputError):
+        run(engine.run("telemetry-triage", bad))
+
+
+def test_unknown_and_unloaded_tasks(engine):
+    with pytest.raises(KeyError, match="Unknown task"):
+        run(engine.run("nope", "x"))

@@ -1,0 +1,123 @@
+"""The server's headers, file serving and API, in-process (no socket)."""
+
+import gzip
+import json
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def client(build_dir):
+    with TestClient(create_app(Settings(build_dir=build_dir))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def runtime(client):
+    return client.get("/api/manifest").json()["runtime"]
+
+
+def test_page_is_cross_origin_isolated_and_carries_config(client):
+    r = client.get("/")
+    assert r.status_code == 200
+    assert r.headers["cross-origin-opener-policy"] == "same-origin"
+    assert r.headers["cross-origin-embedder-policy"] == "require-corp"
+    assert r.headers["cache-control"] == "no-cache"
+    config = json.loads(re.search(r'<script id="config" type="application/json">(.*?)</script>',
+                                  r.text).group(1))
+    assert config["runtimeBase"].startswith("/runtime/")
+    assert config["encoder"]["dtype"] == "q8"
+    assert "telemetry-triage" in config["tasks"]
+
+
+def test_every_response_has_isolation_headers(client, runtime):
+    for path in ("/api/health", "/static/app.js", f"/runtime/{runtime['version']}/runtime.json"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["cross-origin-embedder-policy"] == "require-corp"
+        assert r.headers["cross-origin-resource-policy"] == "same-origin"
+
+
+def test_mime_types(client, runtime):
+    base = f"/runtime/{runtime['version']}"
+    assert client.get(f"{base}/pyodide/pyodide.asm.wasm").headers["content-type"] == "application/wasm"
+    assert client.get(f"{base}/pyodide/pyodide.mjs").headers["content-type"].startswith("text/javascript")
+    ort_wasm = next(f["path"] for f in runtime["files"] if f["path"].endswith(".wasm") and "ort/" in f["path"])
+    assert client.head(f"{base}/{ort_wasm}").headers["content-type"] == "application/wasm"
+
+
+def test_content_hashed_paths_are_immutable_others_revalidate(client, runtime):
+    r = client.get(f"/runtime/{runtime['version']}/wheels/pyodide-lock.json")
+    assert "immutable" in r.headers["cache-control"]
+    model = client.get("/api/manifest").json()["models"][0]
+    r = client.head(f"/models/{model['model_id']}/config.json")
+    assert "immutable" in r.headers["cache-control"]
+    assert client.get("/static/app.js").headers["cache-control"] == "no-cache"
+    # An old runtime version is simply not there.
+    assert client.get("/runtime/000000000000/runtime.json").status_code == 404
+
+
+def test_etag_and_304(client):
+    r = client.get("/static/app.js")
+    etag = r.headers["etag"]
+    again = client.get("/static/app.js", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+
+
+def test_range_requests_return_exact_bytes(client):
+    model = client.get("/api/manifest").json()["models"][0]
+    url = f"/models/{model['model_id']}/onnx/model_quantized.onnx"
+    full_size = next(f["size"] for f in model["files"] if f["path"] == "onnx/model_quantized.onnx")
+    r = client.get(url, headers={"Range": "bytes=100-199", "Accept-Encoding": "gzip"})
+    assert r.status_code == 206
+    assert r.headers["content-range"] == f"bytes 100-199/{full_size}"
+    assert len(r.content) == 100
+    assert "content-encoding" not in r.headers
+    tail = client.get(url, headers={"Range": f"bytes={full_size - 10}-"})
+    assert len(tail.content) == 10
+
+
+def test_text_assets_are_compressed_binaries_are_not(client, runtime):
+    r = client.get("/static/app.js", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"
+    w = client.get(f"/runtime/{runtime['version']}/pyodide/pyodide.asm.wasm",
+                   headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in w.headers
+    raw = client.get("/static/app.js", headers={"Accept-Encoding": "identity"})
+    assert "window.edgeTriage" in raw.text
+    assert gzip.compress(raw.content)  # sanity: the identity body is the plain file
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../pyproject.toml",
+    "/static/%2e%2e/pyproject.toml",
+    "/static/%2e%2e%2fpyproject.toml",
+    "/static/..%2fserver/app.py",
+    "/static/..%5cpyproject.toml",
+    "/static/....//pyproject.toml",
+    "/models/../../pyproject.toml",
+    "/models/%2e%2e/%2e%2e/pyproject.toml",
+    "/static/%00app.js",
+    "/static//etc/passwd",
+    "/tasks/..%2f..%2fpyproject.toml",
+])
+def test_path_traversal_is_404(client, path):
+    r = client.get(path)
+    assert r.status_code == 404, (path, r.status_code)
+    assert "[project]" not in r.text
+
+
+def test_health_and_manifest(client):
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok"
+    manifest = client.get("/api/manifest").json()
+    assert manifest["models"][0]["task"] == "embedding"
+    assert manifest["runtime"]["version"] == health["runtime"]
+    task = next(t for t in manifest["tasks"] if t["name"] == "telemetry-triage")
+    assert task["schema"]["properties"]["label"]["enum"] == [
+        "thermal", "power", "network", "storage", "mechanical", "sensor", "software"]
