@@ -1,9 +1,13 @@
-"""Server settings: where the built files are, and the page's configuration."""
+"""Server settings: where the built files are, the page's configuration, the escalation queue.
+
+Every field can be set from an ``EDGE_TRIAGE_<FIELD>`` environment variable (``from_env``).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +20,34 @@ class Settings:
     default_task: str = "telemetry-triage"
     tasks: tuple[str, ...] = ("telemetry-triage",)
     extra: dict = field(default_factory=dict)
+    # Escalations (server/escalations.py). No token: one is generated at first start and kept in
+    # <build_dir>/escalation-token, so every process on this machine shares it.
+    escalation_token: str | None = None
+    queue: str = "sqlite"  # "sqlite" | "redis"
+    sqlite_path: Path | None = None  # default <build_dir>/escalations.sqlite3
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "{edge-triage}:escalations"
+    handler: str = "engine"  # "engine" | "openai" | "review"
+    openai_url: str | None = None  # base URL; the handler POSTs to <url>/chat/completions
+    openai_key: str | None = None
+    openai_model: str | None = None
+    openai_timeout_s: float = 60.0
+    max_body_bytes: int = 64 * 1024
+    max_attempts: int = 5
+    retry_base_s: float = 2.0
+    retry_max_s: float = 300.0
+    worker: bool = True  # False: this process only takes requests; another one resolves
+    worker_poll_s: float = 1.0
+    lease_s: float = 120.0
+
+    def __post_init__(self):
+        if self.queue not in ("sqlite", "redis"):
+            raise ValueError(f"EDGE_TRIAGE_QUEUE must be sqlite or redis, not {self.queue!r}")
+        if self.handler not in ("engine", "openai", "review"):
+            raise ValueError(
+                f"EDGE_TRIAGE_HANDLER must be engine, openai or review, not {self.handler!r}")
+        if self.max_attempts < 1 or self.max_body_bytes < 1:
+            raise ValueError("max_attempts and max_body_bytes must be at least 1")
 
     @property
     def runtime_dir(self) -> Path:
@@ -29,7 +61,51 @@ class Settings:
     def models_dir(self) -> Path:
         return self.build_dir / "models"
 
+    @property
+    def escalation_db(self) -> Path:
+        return self.sqlite_path or self.build_dir / "escalations.sqlite3"
+
+    @property
+    def escalation_token_file(self) -> Path:
+        return self.build_dir / "escalation-token"
+
     @classmethod
-    def from_env(cls) -> Settings:
-        build = os.environ.get("EDGE_TRIAGE_BUILD_DIR")
-        return cls(build_dir=Path(build)) if build else cls()
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f"EDGE_TRIAGE_{f.name.upper()}")
+            if raw is not None and f.name in _PARSERS:
+                values[f.name] = _PARSERS[f.name](raw)
+        return cls(**values)
+
+
+def _flag(raw: str) -> bool:
+    return raw.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw else None
+
+
+# Fields settable from the environment, with how to read each (the rest are for code and tests).
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "build_dir": Path,
+    "escalation_token": lambda raw: raw or None,
+    "queue": str,
+    "sqlite_path": _optional_path,
+    "redis_url": str,
+    "redis_prefix": str,
+    "handler": str,
+    "openai_url": lambda raw: raw or None,
+    "openai_key": lambda raw: raw or None,
+    "openai_model": lambda raw: raw or None,
+    "openai_timeout_s": float,
+    "max_body_bytes": int,
+    "max_attempts": int,
+    "retry_base_s": float,
+    "retry_max_s": float,
+    "worker": _flag,
+    "worker_poll_s": float,
+    "lease_s": float,
+}
