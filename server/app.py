@@ -13,7 +13,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 from models.build import load_manifests
 from pyapp import __version__
 
-from . import api
+from . import api, escalations
 from .assets import REVALIDATE, Assets
 from .settings import Settings
 
@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     models = load_manifests(settings.models_dir)
 
     app = FastAPI(title="edge-triage", version=__version__, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/api/openapi.json")
+                  redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=escalations.lifespan)
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.models = models
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=NO_GZIP)
     app.include_router(api.router)
+    escalations.install(app, settings)  # /api/escalations, /review; the worker runs in lifespan
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
                    include_in_schema=False)

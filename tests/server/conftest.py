@@ -127,9 +127,17 @@ def settings_for(tmp_path, request):
     """Settings for an app on the real build, with the queue in tmp_path (or on redis)."""
     from server.settings import Settings
 
+    # A build folder of our own (links to the real built files), so nothing the app writes
+    # there, such as a generated token, lands in the real build/.
+    build = tmp_path / "build"
+    build.mkdir(exist_ok=True)
+    for name in ("runtime", "models", "tasks"):
+        if not (build / name).exists():
+            (build / name).symlink_to(request.getfixturevalue("build_dir") / name)
+
     def make(backend: str = "sqlite", **overrides) -> Settings:
-        values = dict(escalation_token=TOKEN, sqlite_path=tmp_path / "escalations.sqlite3",
-                      max_body_bytes=4096, max_attempts=3, worker_poll_s=0.05)
+        values = dict(build_dir=build, escalation_token=TOKEN, max_body_bytes=4096,
+                      max_attempts=3, worker_poll_s=0.05)
         if backend == "redis":
             values.update(queue="redis", redis_url=request.getfixturevalue("redis_url"),
                           redis_prefix=redis_prefix())

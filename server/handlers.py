@@ -1,0 +1,174 @@
+"""Who answers an escalated case, chosen by ``EDGE_TRIAGE_HANDLER``.
+
+- ``engine`` (default): the CPython pyapp engine on this server's built model.
+- ``openai``: any OpenAI-compatible chat-completions service, asked for JSON in the task's schema.
+- ``review``: nobody automatically; people answer on the ``/review`` page.
+
+Every answer is a dict whose ``output`` validates against the task's output model, plus which
+handler gave it. A handler signals failure by raising; the worker retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from pyapp.tasks import create_task
+
+from .queue import Case
+from .settings import Settings
+
+
+class HandlerError(RuntimeError):
+    """A readable reason an attempt failed; it ends up in the case's ``last_error``."""
+
+
+class EscalationHandler(Protocol):
+    name: str
+    automatic: bool  # False: no background worker; answers arrive some other way (review page)
+
+    async def resolve(self, case: Case) -> dict[str, Any]: ...
+
+
+def output_model(task: str) -> type[BaseModel]:
+    return create_task(task).output_model
+
+
+def readable(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+    )
+
+
+class EngineHandler:
+    """Runs the case through the CPython engine, loaded on first use (not at server start)."""
+
+    name = "engine"
+    automatic = True
+
+    def __init__(self, open_engine: Callable[[], Any]):
+        self._open_engine = open_engine
+        self._engine = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineHandler:
+        from pyapp.cli import open_engine
+
+        return cls(lambda: open_engine(settings.build_dir, list(settings.tasks)))
+
+    async def resolve(self, case: Case) -> dict[str, Any]:
+        async with self._lock:
+            if self._engine is None:
+                self._engine = await asyncio.to_thread(self._open_engine)
+        engine = self._engine
+        # Inference is synchronous onnxruntime work: keep it off the server's event loop.
+        try:
+            result = await asyncio.to_thread(asyncio.run, engine.run(case.task, case.text))
+        except (ValueError, KeyError) as e:  # InputError is a ValueError; KeyError: task not loaded
+            raise HandlerError(f"engine refused the case: {e}") from e
+        return {"handler": self.name, **result}
+
+
+class ChatCompletionsHandler:
+    """Asks an OpenAI-compatible ``/chat/completions`` endpoint for the task's output as JSON.
+
+    >>> handler = ChatCompletionsHandler("https://api.example.com/v1", "sk-...", "some-model")
+    """
+
+    name = "openai"
+    automatic = True
+
+    def __init__(self, url: str, key: str | None, model: str, timeout_s: float = 60.0):
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.key = key
+        self.model = model
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChatCompletionsHandler:
+        if not settings.openai_url or not settings.openai_model:
+            raise ValueError("EDGE_TRIAGE_HANDLER=openai needs EDGE_TRIAGE_OPENAI_URL and "
+                             "EDGE_TRIAGE_OPENAI_MODEL (and usually EDGE_TRIAGE_OPENAI_KEY)")
+        return cls(settings.openai_url, settings.openai_key, settings.openai_model,
+                   settings.openai_timeout_s)
+
+    def request_body(self, case: Case) -> dict[str, Any]:
+        task = create_task(case.task)
+        local = json.dumps(case.local_result, ensure_ascii=False) if case.local_result else "none"
+        return {
+            "model": self.model,
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content":
+                    f"You resolve cases that a small on-device model escalated. Task "
+                    f"{task.name!r}: {task.description} Reply with JSON only, matching the "
+                    f"schema."},
+                {"role": "user", "content":
+                    f"Text:\n{case.text}\n\nLocal model's result: {local}\n"
+                    f"Why it was escalated: {'; '.join(case.reasons) or 'not given'}"},
+            ],
+            # strict=False: strict mode forbids open objects, and outputs such as `scores`
+            # (label → probability) are open; the reply is validated with pydantic instead.
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": re.sub(r"[^A-Za-z0-9_-]", "_", task.name)[:64],
+                "schema": task.output_model.model_json_schema(),
+                "strict": False,
+            }},
+        }
+
+    async def resolve(self, case: Case) -> dict[str, Any]:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                response = await client.post(self.url, json=self.request_body(case),
+                                             headers=headers)
+        except httpx.HTTPError as e:
+            raise HandlerError(f"chat completions request failed: {type(e).__name__}: {e}") from e
+        if response.status_code != 200:
+            raise HandlerError(f"chat completions returned HTTP {response.status_code}: "
+                               f"{response.text[:300]}")
+        try:
+            message = response.json()["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise HandlerError("chat completions reply has no choices[0].message") from e
+        if message.get("refusal"):
+            raise HandlerError(f"the model refused: {message['refusal']}")
+        try:
+            output = output_model(case.task).model_validate_json(message.get("content") or "")
+        except ValidationError as e:
+            raise HandlerError(f"reply does not match the {case.task} schema: {readable(e)}") from e
+        return {"handler": self.name, "model": self.model, "output": output.model_dump(mode="json")}
+
+
+class ReviewHandler:
+    """People answer on ``/review`` (server/review.py); there is nothing to run in the background."""
+
+    name = "review"
+    automatic = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReviewHandler:
+        return cls()
+
+    async def resolve(self, case: Case) -> dict[str, Any]:
+        raise HandlerError("cases are answered by people on /review")
+
+
+HANDLERS: Mapping[str, Callable[[Settings], EscalationHandler]] = MappingProxyType({
+    "engine": EngineHandler.from_settings,
+    "openai": ChatCompletionsHandler.from_settings,
+    "review": ReviewHandler.from_settings,
+})
+
+
+def create_handler(settings: Settings) -> EscalationHandler:
+    return HANDLERS[settings.handler](settings)
