@@ -32,7 +32,7 @@ router = APIRouter(prefix="/api/escalations", tags=["escalations"],
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Open the queue, resolve the token, build the handler and worker (started by ``lifespan``)."""
-    from . import review
+    from . import review  # imported here: review uses read_body from this module
 
     app.state.escalation_token, app.state.escalation_token_source = resolve_token(settings)
     app.state.queue = open_queue(settings)
