@@ -10,8 +10,14 @@ from pyapp.manifest import ModelManifest
 
 from . import encoder
 from .cache import cache_root, link_tree
+from .shards import add_shards
 
-BUILDERS = {encoder.NAME: (encoder.build_key, encoder.build_encoder)}
+# The on-disk layout build_all adds to every model (shards); part of the cache folder name.
+LAYOUT = "s1"
+
+BUILDERS = {
+    encoder.NAME: (encoder.build_key, encoder.build_encoder),
+}
 
 
 def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelManifest]:
@@ -20,13 +26,14 @@ def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelMan
     manifests = []
     for name, (key_fn, build_fn) in BUILDERS.items():
         key = key_fn()
-        cached = cache_root() / "models" / f"{name}-{key[:16]}"
+        cached = cache_root() / "models" / f"{name}-{key[:16]}-{LAYOUT}"
         if force or not (cached / "manifest.json").exists():
             log(f"building {name} (key {key[:12]}) into {cached}")
             started = time.monotonic()
             tmp = cached.with_name(cached.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)
-            build_fn(tmp, key, log)
+            manifest = add_shards(tmp, build_fn(tmp, key, log))
+            (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)
             log(f"built {name} in {time.monotonic() - started:.1f}s")
@@ -34,7 +41,8 @@ def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelMan
             log(f"{name}: cached ({cached})")
         manifest = ModelManifest.model_validate_json((cached / "manifest.json").read_text())
         target = models_dir / manifest.model_id
-        if not (target / "manifest.json").exists():
+        served = target / "manifest.json"
+        if not served.exists() or served.read_bytes() != (cached / "manifest.json").read_bytes():
             link_tree(cached, target)
         manifests.append(manifest)
     keep = {m.model_id for m in manifests}

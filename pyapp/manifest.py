@@ -28,12 +28,17 @@ class ModelManifest(BaseModel):
     model_id: str
     task: Literal["embedding", "text-generation"]
     dtype: str
+    # Other dtypes shipped in the folder (transformers.js dtype → file), the default included.
+    variants: dict[str, str] = Field(default_factory=dict)
     key: str
     files: list[ModelFile]
     estimated_memory_bytes: int = Field(gt=0)
     max_tokens: int = 256
     source: str = ""
     checks: dict[str, float] = Field(default_factory=dict)
+    # Large files are also stored as fixed-size shards (file path → its shards, in order), which
+    # the browser downloads in parallel, verifies one by one and can resume.
+    shards: dict[str, list[ModelFile]] = Field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
-from models.build import load_manifests
 from pyapp import __version__
 
 from . import api, escalations
 from .assets import REVALIDATE, Assets
 from .settings import Settings
+from .site import Site
 
 # Cross-origin isolation: SharedArrayBuffer, hence ORT's Wasm threads, needs both headers.
 ISOLATION_HEADERS = {
@@ -32,34 +29,14 @@ class BuildMissing(RuntimeError):
     pass
 
 
-def task_artifacts(settings: Settings) -> dict[str, str]:
-    index = settings.tasks_dir / "index.json"
-    files = json.loads(index.read_text()) if index.exists() else {}
-    return {name: f"/tasks/{file}" for name, file in files.items() if name in settings.tasks}
-
-
-def page_config(settings: Settings, runtime: dict, models: list) -> dict[str, Any]:
-    """What the page and its worker need to know; injected into the template as JSON."""
-    encoder = next((m for m in models if m.task == "embedding"), None)
-    return {
-        "version": __version__,
-        "runtimeBase": f"/runtime/{runtime['version']}/",
-        "modelsBase": "/models/",
-        "encoder": encoder.model_dump(include={"model_id", "dtype", "max_tokens", "key",
-                                               "estimated_memory_bytes"}) if encoder else None,
-        "tasks": list(settings.tasks),
-        "taskArtifacts": task_artifacts(settings),
-        "defaultTask": settings.default_task,
-    }
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    runtime_index = settings.runtime_dir / "runtime.json"
-    if not runtime_index.exists():
-        raise BuildMissing(f"{runtime_index} is missing: run `make` (or `edge-triage build`) first")
-    runtime = json.loads(runtime_index.read_text())
-    models = load_manifests(settings.models_dir)
+    try:
+        site = Site(settings)
+    except FileNotFoundError as e:
+        raise BuildMissing(str(e)) from None
+    runtime = site.runtime
+    models = site.models
 
     app = FastAPI(title="edge-triage", version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json",
@@ -67,9 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.models = models
-    app.state.page_config = page_config(settings, runtime, models)
-    templates = Environment(loader=FileSystemLoader(settings.web_dir),
-                            autoescape=select_autoescape(["html"]))
+    app.state.site = site
 
     @app.middleware("http")
     async def isolation_headers(request: Request, call_next):
@@ -85,11 +60,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
                    include_in_schema=False)
     def index() -> HTMLResponse:
-        html = templates.get_template("index.html").render(
-            config_json=json.dumps(app.state.page_config).replace("<", "\\u003c"),
-            version=__version__,
-        )
-        return HTMLResponse(html, headers={"Cache-Control": REVALIDATE})
+        # The page is this deployment's client: it gets the escalation token to send its cases.
+        config = site.page_config({"url": "/api/escalations",
+                                   "token": getattr(app.state, "escalation_token", None)})
+        return HTMLResponse(site.render_index(config), headers={"Cache-Control": REVALIDATE})
+
+    @app.get("/sw.js", include_in_schema=False)
+    def service_worker() -> FileResponse:
+        return FileResponse(settings.web_dir / "sw.js", media_type="text/javascript",
+                            headers={"Cache-Control": REVALIDATE, "Service-Worker-Allowed": "/"})
+
+    @app.get("/precache.json", include_in_schema=False)
+    def precache() -> Response:
+        return Response(site.precache_json(), media_type="application/json",
+                        headers={"Cache-Control": REVALIDATE})
+
+    @app.get("/manifest.webmanifest", include_in_schema=False)
+    def web_manifest() -> FileResponse:
+        return FileResponse(settings.web_dir / "manifest.webmanifest",
+                            media_type="application/manifest+json",
+                            headers={"Cache-Control": REVALIDATE})
 
     app.mount("/static", Assets(settings.web_dir, immutable=False), name="static")
     app.mount(f"/runtime/{runtime['version']}", Assets(settings.runtime_dir, immutable=True),

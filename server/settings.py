@@ -20,6 +20,8 @@ class Settings:
     default_task: str = "telemetry-triage"
     tasks: tuple[str, ...] = ("telemetry-triage",)
     extra: dict = field(default_factory=dict)
+    # The seed's figure: models whose estimated memory exceeds it are not loaded in the browser.
+    memory_budget_bytes: int = 1_200_000_000
     # Escalations (server/escalations.py). No token: one is generated at first start and kept in
     # <build_dir>/escalation-token, so every process on this machine shares it.
     escalation_token: str | None = None
@@ -91,6 +93,7 @@ def _optional_path(raw: str) -> Path | None:
 # Fields settable from the environment, with how to read each (the rest are for code and tests).
 _PARSERS: dict[str, Callable[[str], object]] = {
     "build_dir": Path,
+    "memory_budget_bytes": int,
     "escalation_token": lambda raw: raw or None,
     "queue": str,
     "sqlite_path": _optional_path,

@@ -1,11 +1,15 @@
 // The page: starts the worker, shows load progress, and exposes window.edgeTriage:
 //   edgeTriage.ready            Promise resolved with status() once the model is loaded
-//   edgeTriage.run(task, text)  Promise<{task, output, confidence, route, backend, threads,
-//                               timings_ms: {total, inference}, notices, truncated, ...}>;
-//                               rejects with an Error whose message is readable (bad input,
-//                               unknown task) and whose name says which kind it was
+//   edgeTriage.run(task, text, {escalate = true} = {})
+//                               Promise<{task, output, confidence, route, reasons, backend,
+//                               threads, timings_ms: {total, inference}, notices, truncated,
+//                               escalation?: {key, status}}>; an escalated result is stored in
+//                               the outbox before the promise resolves. Rejects with an Error
+//                               whose message is readable and whose name says which kind it was
 //   edgeTriage.status()         {state, stage, backend, threads, crossOriginIsolated, ...}
+//   edgeTriage.outbox()         Promise<[{key, task, text, status, answer, attempts, ...}]>
 import { requestedBackend } from "./env.js";
+import { EscalationOutbox } from "./outbox.js";
 
 const config = JSON.parse(document.getElementById("config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -50,6 +54,7 @@ const ready = new Promise((resolve, reject) => {
       $("run").disabled = false;
       $("backend").textContent = `${data.status.backend} · ${data.status.threads} thread(s)`;
       resolve(status());
+      showMemory();
     } else if (data.type === "failed") {
       fail(data.error);
       reject(new Error(data.error));
@@ -74,26 +79,125 @@ const ready = new Promise((resolve, reject) => {
   worker.postMessage({ type: "init", config: { ...config, backend } });
 });
 
+// --- offline: the service worker --------------------------------------------------------------
+async function registerServiceWorker() {
+  if (!("serviceWorker" in navigator)) {
+    if (!self.crossOriginIsolated) notice("This browser has no service worker: running single-threaded and online only.");
+    return;
+  }
+  const hadController = !!navigator.serviceWorker.controller;
+  navigator.serviceWorker.addEventListener("message", ({ data }) => {
+    if (data?.type === "sw-activated" && hadController && data.version && data.version !== config.siteVersion) {
+      notice(`A new version of edge-triage is installed (${data.version}). Reload to use it.`, true);
+    }
+  });
+  const registration = await navigator.serviceWorker.register(`${config.base}sw.js`, { scope: config.base });
+  state.serviceWorker = "registered";
+  await navigator.serviceWorker.ready;
+  state.serviceWorker = "ready";
+  // A static host without COOP/COEP: the service worker adds them, but only to pages it serves.
+  if (!self.crossOriginIsolated && !sessionStorage.getItem("edge-triage-isolation-reload")) {
+    sessionStorage.setItem("edge-triage-isolation-reload", "1");
+    location.reload();
+  }
+  return registration;
+}
+
+function notice(message, withReload = false) {
+  const box = $("site-notice");
+  box.textContent = message + " ";
+  if (withReload) {
+    const button = document.createElement("button");
+    button.textContent = "Reload";
+    button.onclick = () => location.reload();
+    box.append(button);
+  }
+  box.hidden = false;
+}
+
+if (!self.crossOriginIsolated && sessionStorage.getItem("edge-triage-isolation-reload")) {
+  notice("This host does not allow cross-origin isolation: inference runs single-threaded.");
+}
+const serviceWorker = registerServiceWorker().catch((err) => {
+  state.serviceWorker = `failed: ${err.message}`;
+});
+
+async function memoryUse() {
+  // Only available to cross-origin isolated pages; may take a while (it waits for a GC).
+  if (!self.crossOriginIsolated || !performance.measureUserAgentSpecificMemory) return null;
+  const { bytes } = await performance.measureUserAgentSpecificMemory();
+  return bytes;
+}
+
 function status() {
   return { ...state, config: { version: config.version, tasks: config.tasks } };
 }
 
-async function run(task, text) {
+async function run(task, text, { escalate = true } = {}) {
   await ready;
   if (typeof text !== "string") {
     const err = new Error(`Text must be a string, got ${text === null ? "null" : typeof text}.`);
     err.name = "InputError";
     throw err;
   }
-  return new Promise((resolve, reject) => {
+  const result = await new Promise((resolve, reject) => {
     const id = nextId++;
     pending.set(id, { resolve, reject, started: performance.now() });
     worker.postMessage({ type: "run", id, task, text });
   });
+  if (escalate && result.route === "escalated") {
+    const record = await outbox.add({ task, text, localResult: result.output, reasons: result.reasons });
+    result.escalation = { key: record.key, status: record.status };
+  }
+  return result;
 }
 
-window.edgeTriage = { ready, run, status };
+const outbox = new EscalationOutbox(config.escalation ?? { url: null, token: null });
+window.addEventListener("online", () => outbox.kick());
+outbox.kick();
+
+window.edgeTriage = {
+  ready, run, status, memoryUse, serviceWorker,
+  outbox: () => outbox.list(), flushOutbox: () => outbox.kick(),
+};
 ready.catch(() => {});
+
+async function showMemory() {
+  const estimate = state.estimatedMemoryBytes;
+  const label = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+  $("memory").textContent = estimate ? `model estimate ${label(estimate)}` : "";
+  try {
+    const bytes = await memoryUse();
+    if (bytes) $("memory").textContent = `page memory ${label(bytes)} (measured) · model estimate ${label(estimate)}`;
+  } catch {
+    // Not measurable here; the estimate stays.
+  }
+}
+
+// --- the outbox panel -----------------------------------------------------------------------
+async function renderOutbox() {
+  const records = await outbox.list();
+  const counts = { pending: 0, sent: 0, answered: 0, failed: 0 };
+  for (const r of records) counts[r.status]++;
+  $("outbox-summary").textContent = records.length
+    ? Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(" · ")
+    : "empty";
+  const rows = records.slice(-20).reverse().map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.key = r.key;
+    tr.dataset.status = r.status;
+    const answer = r.answer?.output?.label ?? r.answer?.label ?? (r.answer ? JSON.stringify(r.answer).slice(0, 60) : "");
+    for (const value of [r.created_at.slice(11, 19), r.task, r.text.slice(0, 60), r.status, answer || r.last_error || ""]) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.append(td);
+    }
+    return tr;
+  });
+  $("outbox-rows").replaceChildren(...rows);
+}
+outbox.addEventListener("change", () => renderOutbox());
+renderOutbox();
 
 // --- the form -------------------------------------------------------------------------------
 function render(result) {
@@ -102,7 +206,8 @@ function render(result) {
   $("label").textContent = output.label;
   $("confidence-bar").value = result.confidence;
   $("confidence").textContent = `${(result.confidence * 100).toFixed(1)}%`;
-  $("route").textContent = result.route + (result.reasons.length ? ` (${result.reasons.join("; ")})` : "");
+  $("route").textContent = result.route + (result.reasons.length ? ` (${result.reasons.join("; ")})` : "")
+    + (result.escalation ? " — saved to the outbox" : "");
   $("latency").textContent = `${result.timings_ms.total.toFixed(1)} ms (inference ${result.timings_ms.inference.toFixed(1)} ms)`;
   $("result-backend").textContent = `${result.backend}, ${result.threads} thread(s)`;
   $("notices").textContent = result.notices.join(" ");

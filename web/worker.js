@@ -4,6 +4,7 @@
 
 import { detectDevice, threadCount } from "./env.js";
 import * as host from "./inference.js";
+import { ShardedModelStore, requestPersistentStorage } from "./modelstore.js";
 
 let app = null;
 
@@ -16,6 +17,11 @@ async function init(config) {
   const started = performance.now();
   const { device, reason } = await detectDevice(config.backend);
   const threads = threadCount();
+
+  const encoder = chooseWithinBudget(config.encoderVariants ?? [config.encoder], config.memoryBudgetBytes);
+  // The model downloads while Python boots; both are awaited before the model is loaded.
+  const download = downloadModel(config, encoder);
+  download.catch(() => {});
 
   progress("runtime", 0.05, "Python runtime (Pyodide)");
   const { loadPyodide } = await import(`${base}pyodide/pyodide.mjs`);
@@ -32,9 +38,12 @@ async function init(config) {
   await pyodide.loadPackage(["edge-triage-pyapp"], { messageCallback: () => {}, checkIntegrity: true });
   pyodide.registerJsModule("edge_triage_host", host);
 
-  progress("model", 0.55, `Model ${config.encoder.model_id} on ${device}`);
+  const { files, stats } = await download;
+  host.useVerifiedFiles(files);
+  progress("model", 0.55, `Model ${encoder.model_id} on ${device}`);
   const appConfig = {
     ...config,
+    encoder,
     device,
     threads,
     transformersUrl: `${base}transformers/transformers.min.js`,
@@ -60,8 +69,34 @@ async function init(config) {
   postMessage({
     type: "ready",
     status: { ...status, deviceReason: reason, crossOriginIsolated: self.crossOriginIsolated,
-              bootMs: performance.now() - started },
+              bootMs: performance.now() - started, modelFiles: stats,
+              estimatedMemoryBytes: encoder.estimated_memory_bytes },
   });
+}
+
+// Over the memory budget: take the first variant that fits, else refuse before downloading.
+function chooseWithinBudget(variants, budget) {
+  const fits = variants.filter((m) => !budget || m.estimated_memory_bytes <= budget);
+  if (fits.length) return fits[0];
+  const need = Math.min(...variants.map((m) => m.estimated_memory_bytes));
+  throw new Error(`The model needs about ${mib(need)} MiB of memory, over this deployment's budget of ${mib(budget)} MiB; no smaller variant fits.`);
+}
+
+const mib = (bytes) => (bytes / 2 ** 20).toFixed(0);
+
+async function downloadModel(config, encoder) {
+  const manifestUrl = `${config.modelsBase}${encoder.model_id}/manifest.json`;
+  const response = await fetch(manifestUrl);
+  if (!response.ok) throw new Error(`Model manifest ${manifestUrl}: HTTP ${response.status}`);
+  const manifest = await response.json();
+  await requestPersistentStorage();
+  const store = new ShardedModelStore({
+    onProgress: ({ done, total, fraction }) =>
+      progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`),
+  });
+  const files = await store.ensure(config.modelsBase, manifest);
+  await store.prune(config.modelsBase, [encoder.model_id]);
+  return { files, stats: store.stats };
 }
 
 onmessage = async ({ data }) => {

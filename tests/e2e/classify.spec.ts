@@ -40,7 +40,9 @@ test("every request stays on our origin, worker traffic included", async ({ app,
   await classify(app, "Link down on eth0");
   // Proof that the watch sees the worker's fetches: the runtime, model and ORT wasm.
   expect(requests.some((u) => u.endsWith("/pyodide/pyodide.asm.wasm"))).toBe(true);
-  expect(requests.some((u) => /\/models\/.+\/onnx\/model_quantized\.onnx$/.test(u))).toBe(true);
+  expect(requests.some((u) => /\/models\/.+\/shards\/onnx__model_quantized\.onnx\.\d{3}$/.test(u))).toBe(true);
+  // transformers.js reads the verified shards, never the unverified whole file.
+  expect(requests.some((u) => /\/onnx\/model_quantized\.onnx$/.test(u))).toBe(false);
   expect(requests.some((u) => /\/ort\/ort-wasm-simd-threaded.*\.wasm$/.test(u))).toBe(true);
   expect(requests.some((u) => u.includes("pyodide-lock.json"))).toBe(true);
   // The fixture fails the test on any request to another origin.

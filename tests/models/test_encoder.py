@@ -20,7 +20,7 @@ def manifest(encoder_dir) -> ModelManifest:
 
 def test_manifest_lists_every_file_with_size_and_sha256(encoder_dir, manifest):
     on_disk = {p.relative_to(encoder_dir).as_posix() for p in encoder_dir.rglob("*")
-               if p.is_file() and p.name != "manifest.json"}
+               if p.is_file() and p.name != "manifest.json" and p.parent.name != "shards"}
     assert {f.path for f in manifest.files} == on_disk
     for f in manifest.files:
         path = encoder_dir / f.path
@@ -30,6 +30,19 @@ def test_manifest_lists_every_file_with_size_and_sha256(encoder_dir, manifest):
     assert manifest.dtype == "q8"
     assert manifest.estimated_memory_bytes > manifest.total_bytes
     assert manifest.model_id.endswith(manifest.key[:12])
+
+
+def test_large_files_are_sharded_and_shards_reassemble_the_file(encoder_dir, manifest):
+    from models.shards import SHARD_BYTES
+
+    shards = manifest.shards["onnx/model_quantized.onnx"]
+    assert len(shards) > 1
+    assert all(s.size == SHARD_BYTES for s in shards[:-1])
+    joined = b"".join((encoder_dir / s.path).read_bytes() for s in shards)
+    assert joined == (encoder_dir / "onnx" / "model_quantized.onnx").read_bytes()
+    for s in shards:
+        assert sha256_file(encoder_dir / s.path) == s.sha256
+    assert "config.json" not in manifest.shards  # small files are fetched whole
 
 
 def test_quantised_model_is_a_quarter_of_float_and_loads_like_transformers_js_expects(encoder_dir):

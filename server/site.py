@@ -1,0 +1,108 @@
+"""The deployable site: the page, its config, the service worker's precache list, and the files.
+
+The FastAPI app serves it live; ``edge-triage export`` writes the same site as static files for
+any host, under any base path. Everything a browser needs offline is listed in precache.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from models.build import load_manifests
+from pyapp import __version__
+
+from .settings import Settings
+
+# web/ files the page and worker load (the app shell).
+SHELL = ("app.js", "worker.js", "env.js", "inference.js", "outbox.js", "modelstore.js",
+         "style.css", "icon.svg", "icons/icon-192.png", "icons/icon-512.png")
+
+
+class Site:
+    """Everything about one build that the page, service worker and export need."""
+
+    def __init__(self, settings: Settings, base: str = "/"):
+        if not base.startswith("/") or not base.endswith("/"):
+            raise ValueError(f"base path must start and end with '/': {base!r}")
+        self.settings = settings
+        self.base = base
+        index = settings.runtime_dir / "runtime.json"
+        if not index.exists():
+            raise FileNotFoundError(f"{index} is missing: run `make` (or `edge-triage build`) first")
+        self.runtime = json.loads(index.read_text())
+        self.models = load_manifests(settings.models_dir)
+        artifacts = settings.tasks_dir / "index.json"
+        files = json.loads(artifacts.read_text()) if artifacts.exists() else {}
+        self.task_files = {name: f for name, f in files.items() if name in settings.tasks}
+        self._templates = Environment(loader=FileSystemLoader(settings.web_dir),
+                                      autoescape=select_autoescape(["html"]))
+
+    @property
+    def runtime_base(self) -> str:
+        return f"{self.base}runtime/{self.runtime['version']}/"
+
+    def page_config(self, escalation: dict | None = None) -> dict[str, Any]:
+        encoder = next((m for m in self.models if m.task == "embedding"), None)
+        return {
+            "version": __version__,
+            "siteVersion": self.version,
+            "base": self.base,
+            "runtimeBase": self.runtime_base,
+            "modelsBase": f"{self.base}models/",
+            "encoder": encoder.model_dump(include={"model_id", "dtype", "max_tokens", "key",
+                                                   "estimated_memory_bytes"}) if encoder else None,
+            "memoryBudgetBytes": self.settings.memory_budget_bytes,
+            "tasks": list(self.settings.tasks),
+            "taskArtifacts": {n: f"{self.base}tasks/{f}" for n, f in self.task_files.items()},
+            "defaultTask": self.settings.default_task,
+            "escalation": escalation or {"url": None, "token": None},
+        }
+
+    def render_index(self, config: dict) -> str:
+        return self._templates.get_template("index.html").render(
+            config_json=json.dumps(config).replace("<", "\\u003c"),
+            version=__version__,
+            base=self.base,
+        )
+
+    def precache(self) -> list[dict]:
+        """URL + sha256 of every file the app needs offline, except model weights (those are
+        sharded, verified and cached by web/modelstore.js)."""
+        entries = [{"url": self.base, "sha256": None},
+                   {"url": f"{self.base}manifest.webmanifest", "sha256": _sha(self.settings.web_dir / "manifest.webmanifest")}]
+        for name in SHELL:
+            entries.append({"url": f"{self.base}static/{name}",
+                            "sha256": _sha(self.settings.web_dir / name)})
+        for f in self.runtime["files"]:
+            entries.append({"url": f"{self.runtime_base}{f['path']}", "sha256": f["sha256"]})
+        for m in self.models:
+            entries.append({"url": f"{self.base}models/{m.model_id}/manifest.json",
+                            "sha256": _sha(self.settings.models_dir / m.model_id / "manifest.json")})
+        for f in self.task_files.values():
+            entries.append({"url": f"{self.base}tasks/{f}", "sha256": _sha(self.settings.tasks_dir / f)})
+        return entries
+
+    @property
+    def version(self) -> str:
+        """Changes whenever anything the page runs changes: the service worker's cache name."""
+        digest = hashlib.sha256(__version__.encode())
+        for name in (*SHELL, "index.html", "sw.js", "manifest.webmanifest"):
+            digest.update(_sha(self.settings.web_dir / name).encode())
+        digest.update(self.runtime["version"].encode())
+        for m in self.models:
+            digest.update(m.key.encode())
+        for f in sorted(self.task_files.values()):
+            digest.update(f.encode())
+        return digest.hexdigest()[:12]
+
+    def precache_json(self) -> str:
+        return json.dumps({"version": self.version, "entries": self.precache()})
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,114 @@
+// Offline PWA and the verified model store, in real Chromium against the real server.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "@playwright/test";
+import { test, expect, openApp, classify } from "./fixtures";
+
+const CACHE = "edge-triage-models-v1";
+
+async function swReady(page) {
+  await page.evaluate(async () => {
+    await (window as any).edgeTriage.serviceWorker;
+    await navigator.serviceWorker.ready;
+  });
+}
+
+test("after one visit the app reloads and classifies with the network off", async ({ app, context }) => {
+  await openApp(app, "");
+  await swReady(app);
+  await context.setOffline(true);
+  await app.reload();
+  const status = await app.evaluate(() => (window as any).edgeTriage.ready);
+  expect(status.state).toBe("ready");
+  expect(status.crossOriginIsolated).toBe(true);
+  expect(status.modelFiles.downloaded).toBe(0);
+  expect((await classify(app, "Filesystem /data is 99% full")).output.label).toBe("storage");
+  await context.setOffline(false);
+});
+
+test("Chromium reports the app installable", async ({ baseURL, browserName }, testInfo) => {
+  // Installability is never reported for incognito-like contexts: use a real profile.
+  const launch = testInfo.project.use.launchOptions!;
+  const profile = mkdtempSync(join(tmpdir(), "edge-triage-profile-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: launch.executablePath, args: launch.args, baseURL,
+  });
+  const offOrigin: string[] = [];
+  context.on("request", (r) => { if (new URL(r.url()).origin !== new URL(baseURL!).origin) offOrigin.push(r.url()); });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    await openApp(page, "");
+    await swReady(page);
+    const cdp = await context.newCDPSession(page);
+    const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+    expect(installabilityErrors).toEqual([]);
+    const manifest = await cdp.send("Page.getAppManifest");
+    expect(manifest.errors).toEqual([]);
+    expect(offOrigin).toEqual([]);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a corrupted cached shard is discarded, fetched again and never used", async ({ app }) => {
+  await openApp(app);
+  const corrupted = await app.evaluate(async (name) => {
+    const cache = await caches.open(name);
+    const keys = (await cache.keys()).map((r) => r.url).filter((u) => u.includes("/shards/"));
+    await cache.put(keys[1], new Response(new Uint8Array(1000).fill(7)));
+    return keys[1];
+  }, CACHE);
+  await app.reload();
+  const status = await app.evaluate(() => (window as any).edgeTriage.ready);
+  expect(status.modelFiles.discarded).toBe(1);
+  expect(status.modelFiles.downloaded).toBe(1);
+  expect((await classify(app, "PSU 2 failed, running on redundant supply")).output.label).toBe("power");
+  const repaired = await app.evaluate(async ([name, url]) => {
+    const hit = await (await caches.open(name)).match(url);
+    return (await hit!.arrayBuffer()).byteLength;
+  }, [CACHE, corrupted]);
+  expect(repaired).toBeGreaterThan(1000);
+});
+
+test("a shard corrupted on the network is refused with a clear error and not cached", async ({ app, context }) => {
+  let served = 0;
+  await context.route(/\/shards\/.*\.002$/, async (route) => {
+    served++;
+    await route.fulfill({ status: 200, body: Buffer.alloc(4096, 1), contentType: "application/octet-stream" });
+  });
+  await app.goto("/?backend=wasm");
+  const error = await app.evaluate(() => (window as any).edgeTriage.ready.then(() => null, (e: Error) => e.message));
+  expect(error).toContain("does not match its manifest");
+  expect(served).toBe(2); // fetched, rejected, fetched again, rejected: never used
+  await expect(app.locator("#error")).toContainText("discarded");
+  const cached = await app.evaluate(async (name) =>
+    (await (await caches.open(name)).keys()).map((r) => r.url).filter((u) => u.endsWith(".002")), CACHE);
+  expect(cached).toEqual([]);
+});
+
+test("an interrupted download resumes from the shards already verified", async ({ app, context }) => {
+  await context.route(/\/shards\/.*\.003$/, (route) => route.abort("connectionreset"));
+  await app.goto("/?backend=wasm");
+  const error = await app.evaluate(() => (window as any).edgeTriage.ready.then(() => null, (e: Error) => e.message));
+  expect(error).toContain("Failed");
+  await context.unroute(/\/shards\/.*\.003$/);
+  const shardRequests: string[] = [];
+  app.on("request", (r) => { if (r.url().includes("/shards/")) shardRequests.push(r.url()); });
+  await app.reload();
+  const status = await app.evaluate(() => (window as any).edgeTriage.ready);
+  expect(status.modelFiles.downloaded).toBe(1);
+  expect(status.modelFiles.fromCache).toBeGreaterThanOrEqual(5);
+  expect((await classify(app, "Link down on eth0")).output.label).toBe("network");
+});
+
+test("the model's memory estimate is checked against the budget before download", async ({ app }) => {
+  await app.route((url) => url.pathname === "/", async (route) => {
+    const response = await route.fetch();
+    const html = (await response.text()).replace('"memoryBudgetBytes": 1200000000', '"memoryBudgetBytes": 1000');
+    await route.fulfill({ response, body: html });
+  });
+  await app.goto("/?backend=wasm");
+  const error = await app.evaluate(() => (window as any).edgeTriage.ready.then(() => null, (e: Error) => e.message));
+  expect(error).toContain("over this deployment's budget");
+});

@@ -1,0 +1,167 @@
+// EscalationOutbox: escalated cases in IndexedDB until the server has them, and their answers.
+//
+// A case is stored (transaction committed) before the page reports it as escalated, so a reload,
+// a closed tab or a dead network loses nothing. Sending is at-least-once with an idempotency key,
+// which the server turns into exactly-once. States: pending → sent → answered, or failed when the
+// server rejects the case itself (4xx other than 401/408/429); transient failures back off.
+
+const DB_NAME = "edge-triage";
+const STORE = "outbox";
+const BACKOFF_MS = [1_000, 2_000, 5_000, 10_000, 30_000, 60_000];
+
+function promised(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+function openDb() {
+  const request = indexedDB.open(DB_NAME, 1);
+  request.onupgradeneeded = () => {
+    const store = request.result.createObjectStore(STORE, { keyPath: "key" });
+    store.createIndex("status", "status");
+  };
+  return promised(request);
+}
+
+export class EscalationOutbox extends EventTarget {
+  constructor({ url, token }) {
+    super();
+    this.url = url;        // null: no server configured; cases wait locally
+    this.token = token;
+    this.db = openDb();
+    this.flushing = null;
+    this.timer = null;
+  }
+
+  configure({ url, token }) {
+    Object.assign(this, { url, token });
+    this.kick();
+  }
+
+  async tx(mode, fn) {
+    const db = await this.db;
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction(STORE, mode);
+      const store = tx.objectStore(STORE);
+      let result;
+      Promise.resolve(fn(store)).then((r) => { result = r; }, reject);
+      // Resolve only once the transaction is durable, not when the request succeeded.
+      tx.oncomplete = () => resolve(result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error ?? new Error("outbox transaction aborted"));
+    });
+  }
+
+  async add({ task, text, localResult, reasons }) {
+    const record = {
+      key: crypto.randomUUID(),
+      task, text, local_result: localResult ?? null, reasons: reasons ?? [],
+      created_at: new Date().toISOString(),
+      status: "pending", attempts: 0, next_attempt_at: 0,
+      server_id: null, answer: null, last_error: null, updated_at: Date.now(),
+    };
+    await this.tx("readwrite", (store) => store.put(record));
+    this.changed(record);
+    this.kick();
+    return record;
+  }
+
+  async list() {
+    const records = await this.tx("readonly", (store) => promised(store.getAll()));
+    return records.sort((a, b) => a.created_at.localeCompare(b.created_at));
+  }
+
+  async update(key, patch) {
+    let updated;
+    await this.tx("readwrite", async (store) => {
+      const current = await promised(store.get(key));
+      if (!current) return;
+      updated = { ...current, ...patch, updated_at: Date.now() };
+      store.put(updated);
+    });
+    if (updated) this.changed(updated);
+    return updated;
+  }
+
+  changed(record) {
+    this.dispatchEvent(new CustomEvent("change", { detail: record }));
+  }
+
+  // Send what is pending and ask about what was sent; safe to call any time, runs one at a time.
+  kick() {
+    if (!this.flushing) {
+      this.flushing = this.flush().finally(() => { this.flushing = null; });
+    }
+    return this.flushing;
+  }
+
+  async flush() {
+    clearTimeout(this.timer);
+    if (!this.url || !navigator.onLine) return;
+    let soonest = Infinity;
+    for (const record of await this.list()) {
+      if (record.status === "pending") {
+        if (record.next_attempt_at > Date.now()) { soonest = Math.min(soonest, record.next_attempt_at); continue; }
+        if (!(await this.send(record))) soonest = Math.min(soonest, Date.now() + BACKOFF_MS[0]);
+      } else if (record.status === "sent") {
+        await this.poll(record);
+        soonest = Math.min(soonest, Date.now() + 2_000);
+      }
+    }
+    if (soonest < Infinity) this.timer = setTimeout(() => this.kick(), Math.max(250, soonest - Date.now()));
+  }
+
+  headers() {
+    return { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` };
+  }
+
+  async send(record) {
+    const body = JSON.stringify({
+      idempotency_key: record.key, task: record.task, text: record.text,
+      local_result: record.local_result, reasons: record.reasons, created_at: record.created_at,
+    });
+    let response;
+    try {
+      response = await fetch(this.url, { method: "POST", headers: this.headers(), body });
+    } catch (err) {
+      await this.retryLater(record, `network: ${err.message}`);
+      return false;
+    }
+    if (response.ok) {
+      const { id } = await response.json();
+      await this.update(record.key, { status: "sent", server_id: id, last_error: null });
+      return true;
+    }
+    const detail = await response.text().catch(() => "");
+    if ([401, 408, 425, 429].includes(response.status) || response.status >= 500) {
+      await this.retryLater(record, `HTTP ${response.status}: ${detail.slice(0, 200)}`);
+      return false;
+    }
+    // The server looked at this case and refused it: retrying the same bytes cannot help.
+    await this.update(record.key, { status: "failed", last_error: `HTTP ${response.status}: ${detail.slice(0, 500)}` });
+    return true;
+  }
+
+  async retryLater(record, error) {
+    const attempts = record.attempts + 1;
+    const delay = BACKOFF_MS[Math.min(attempts - 1, BACKOFF_MS.length - 1)];
+    await this.update(record.key, { attempts, last_error: error, next_attempt_at: Date.now() + delay });
+  }
+
+  async poll(record) {
+    try {
+      const response = await fetch(`${this.url}/${encodeURIComponent(record.server_id)}`, { headers: this.headers() });
+      if (!response.ok) return;
+      const remote = await response.json();
+      if (remote.status === "answered") {
+        await this.update(record.key, { status: "answered", answer: remote.answer });
+      } else if (remote.status === "failed") {
+        await this.update(record.key, { status: "failed", last_error: remote.last_error });
+      }
+    } catch {
+      // Offline again: the next kick asks again.
+    }
+  }
+}

@@ -1,0 +1,103 @@
+// Service worker: the app shell, Pyodide, wheels, lock file, transformers.js and ORT wasm are
+// precached (each verified against the sha256 in precache.json), so after one visit the app boots
+// with no network. It also adds the cross-origin isolation headers to what it serves, so a static
+// host that cannot send COOP/COEP still gets a crossOriginIsolated page (hence Wasm threads).
+//
+// Hand-written rather than Workbox: the two jobs that matter here — sha256-verified precaching
+// driven by our own runtime index, and rewriting every response's headers — are custom code in
+// Workbox too, and its modules would have to be copied and importScripts-loaded from our origin.
+
+const BASE = new URL("./", self.location).pathname;
+const PREFIX = "edge-triage-shell-";
+const ISOLATION = {
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Embedder-Policy": "require-corp",
+  "Cross-Origin-Resource-Policy": "same-origin",
+};
+
+async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest("SHA-256", buffer);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function precache() {
+  const listing = await (await fetch(`${BASE}precache.json`, { cache: "no-store" })).json();
+  const cache = await caches.open(PREFIX + listing.version);
+  const pending = [...listing.entries];
+  const worker = async () => {
+    for (let entry = pending.shift(); entry; entry = pending.shift()) {
+      if (await cache.match(entry.url)) continue;
+      const response = await fetch(entry.url, { cache: "no-store" });
+      if (!response.ok) throw new Error(`precache ${entry.url}: HTTP ${response.status}`);
+      const body = await response.clone().arrayBuffer();
+      if (entry.sha256 && (await sha256Hex(body)) !== entry.sha256) {
+        throw new Error(`precache ${entry.url}: sha256 mismatch; not cached`);
+      }
+      await cache.put(entry.url, response);
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  return listing.version;
+}
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(precache().then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    const current = await (await fetch(`${BASE}precache.json`, { cache: "no-store" }).catch(() => null))?.json?.();
+    for (const name of await caches.keys()) {
+      // Old app versions go; the model store's cache is managed by the page (modelstore.js).
+      if (name.startsWith(PREFIX) && current && name !== PREFIX + current.version) await caches.delete(name);
+    }
+    await self.clients.claim();
+    const clients = await self.clients.matchAll({ type: "window" });
+    for (const client of clients) client.postMessage({ type: "sw-activated", version: current?.version });
+  })());
+});
+
+function isolated(response) {
+  if (!response || response.type === "opaque" || response.status === 0) return response;
+  const headers = new Headers(response.headers);
+  for (const [k, v] of Object.entries(ISOLATION)) headers.set(k, v);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
+async function fromShell(request) {
+  const names = (await caches.keys()).filter((n) => n.startsWith(PREFIX)).sort();
+  for (const name of names.reverse()) {
+    const hit = await (await caches.open(name)).match(request, { ignoreVary: true });
+    if (hit) return hit;
+  }
+  return null;
+}
+
+self.addEventListener("fetch", (event) => {
+  const { request } = event;
+  const url = new URL(request.url);
+  if (request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (url.pathname.startsWith(`${BASE}api/`) || url.pathname === `${BASE}precache.json`) return;
+  if (request.mode === "navigate") {
+    // Network first, so an online user sees the current deployment; the shell when offline.
+    event.respondWith((async () => {
+      try {
+        const response = await fetch(request);
+        if (response.ok && url.pathname === BASE) {
+          const names = (await caches.keys()).filter((n) => n.startsWith(PREFIX)).sort();
+          if (names.length) await (await caches.open(names[names.length - 1])).put(BASE, response.clone());
+        }
+        return isolated(response);
+      } catch (err) {
+        return isolated(await fromShell(BASE)) ?? Response.error();
+      }
+    })());
+    return;
+  }
+  // Range requests and model shards go to the network or the model store, not the shell.
+  if (request.headers.has("range") || url.pathname.startsWith(`${BASE}models/`) && !url.pathname.endsWith("/manifest.json")) {
+    event.respondWith(fetch(request).then(isolated));
+    return;
+  }
+  event.respondWith((async () => isolated((await fromShell(request)) ?? (await fetch(request))))());
+});
