@@ -4,6 +4,7 @@ also ships (unused) in the browser wheel without pulling in CPython-only package
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import json
 import sys
@@ -46,9 +47,20 @@ def cmd_serve(args) -> int:
     from server.app import create_app
     from server.settings import Settings
 
-    app = create_app(Settings(build_dir=_build_dir(args)))
+    # EDGE_TRIAGE_* variables configure the server (queue, handler, token...); --build-dir wins.
+    app = create_app(dataclasses.replace(Settings.from_env(), build_dir=_build_dir(args)))
     print(f"edge-triage serving on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from server.export import export_site
+    from server.settings import Settings
+
+    base = args.base_path if args.base_path.endswith("/") else args.base_path + "/"
+    export_site(Settings(build_dir=_build_dir(args)), Path(args.dir), base=base,
+                api_url=args.api_url, token=args.token)
     return 0
 
 
@@ -145,6 +157,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--log-level", default="info")
     s.set_defaults(func=cmd_serve)
+
+    e = sub.add_parser("export", help="write the site as static files for any static host")
+    e.add_argument("dir")
+    e.add_argument("--base-path", default="/", help="URL path the site is served under (default /)")
+    e.add_argument("--api-url", default=None,
+                   help="escalation endpoint (e.g. https://host/api/escalations); without it "
+                        "escalated cases wait in the browser's outbox")
+    e.add_argument("--token", default=None, help="bearer token for --api-url")
+    e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("run", help='run a task under CPython: run TASK "text" (- for stdin)')
     r.add_argument("task")
