@@ -35,8 +35,17 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
+// On a static host without COOP/COEP the service worker supplies them after one reload; booting
+// the runtime before that reload would be wasted work.
+const reloadingForIsolation = !self.crossOriginIsolated && "serviceWorker" in navigator
+  && !sessionStorage.getItem("edge-triage-isolation-reload");
+
 let worker;
 const ready = new Promise((resolve, reject) => {
+  if (reloadingForIsolation) {
+    setProgress("isolation", 0, "Enabling cross-origin isolation…");
+    return;
+  }
   let backend;
   try {
     backend = requestedBackend(location.search);
@@ -153,12 +162,12 @@ async function run(task, text, { escalate = true } = {}) {
 }
 
 const outbox = new EscalationOutbox(config.escalation ?? { url: null, token: null });
-window.addEventListener("online", () => outbox.kick());
+window.addEventListener("online", () => outbox.kick({ now: true }));
 outbox.kick();
 
 window.edgeTriage = {
   ready, run, status, memoryUse, serviceWorker,
-  outbox: () => outbox.list(), flushOutbox: () => outbox.kick(),
+  outbox: () => outbox.list(), flushOutbox: () => outbox.kick({ now: true }),
 };
 ready.catch(() => {});
 

@@ -7,7 +7,7 @@
 
 const DB_NAME = "edge-triage";
 const STORE = "outbox";
-const BACKOFF_MS = [1_000, 2_000, 5_000, 10_000, 30_000, 60_000];
+const BACKOFF_MS = [1_000, 2_000, 5_000, 10_000, 20_000, 30_000];
 
 function promised(request) {
   return new Promise((resolve, reject) => {
@@ -90,10 +90,20 @@ export class EscalationOutbox extends EventTarget {
   }
 
   // Send what is pending and ask about what was sent; safe to call any time, runs one at a time.
-  kick() {
-    if (!this.flushing) {
-      this.flushing = this.flush().finally(() => { this.flushing = null; });
+  // `now`: ignore backoff (the network just came back, or the user asked).
+  kick({ now = false } = {}) {
+    if (now) this.ignoreBackoffUntil = Date.now();
+    if (this.flushing) {
+      this.again = true;
+      return this.flushing;
     }
+    this.flushing = this.flush().finally(() => {
+      this.flushing = null;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    });
     return this.flushing;
   }
 
@@ -103,7 +113,8 @@ export class EscalationOutbox extends EventTarget {
     let soonest = Infinity;
     for (const record of await this.list()) {
       if (record.status === "pending") {
-        if (record.next_attempt_at > Date.now()) { soonest = Math.min(soonest, record.next_attempt_at); continue; }
+        const waiting = record.next_attempt_at > Date.now() && record.updated_at > (this.ignoreBackoffUntil ?? 0);
+        if (waiting) { soonest = Math.min(soonest, record.next_attempt_at); continue; }
         if (!(await this.send(record))) soonest = Math.min(soonest, Date.now() + BACKOFF_MS[0]);
       } else if (record.status === "sent") {
         await this.poll(record);
