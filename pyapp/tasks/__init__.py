@@ -7,11 +7,13 @@ from types import MappingProxyType
 
 from .base import DEFAULT_THRESHOLD, Prediction, Task
 from .classification import ClassificationTask, Label
+from .extraction import telemetry_extract
 from .telemetry import telemetry_triage
 
 TASKS: Mapping[str, Callable[[], Task]] = MappingProxyType(
     {
         "telemetry-triage": telemetry_triage,
+        "telemetry-extract": telemetry_extract,
     }
 )
 

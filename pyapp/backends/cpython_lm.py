@@ -1,0 +1,173 @@
+"""Causal language model under CPython: onnxruntime + tokenizers on the files the browser loads.
+
+The only module that imports onnxruntime for the LM. ``OnnxCausalLM`` does KV-cached forward
+passes; ``OnnxTextGenerator`` adds the tokenizer, chat prompt, grammar engine and the decode loop
+of ``pyapp.generation`` — what ``pyapp.tasks.extraction`` calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..generation import DecodeState, Generation, Prompt, decode_greedy
+from ..generation.sampling import GreedyKernel
+from ..manifest import ModelManifest
+
+
+class OnnxCausalLM:
+    """KV-cached forward passes of an optimum ``text-generation-with-past`` export.
+
+    >>> lm = OnnxCausalLM.from_file("build/models/SmolLM2-…/onnx/model_quantized.onnx")  # doctest: +SKIP
+    >>> lm.greedy([1, 9690, 198], 4)                                                     # doctest: +SKIP
+    [...]
+    """
+
+    def __init__(self, path: Path, config: dict, threads: int | None = None):
+        import numpy as np
+        import onnxruntime as ort
+
+        self._np = np
+        options = ort.SessionOptions()
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        # Dequantise int8 weights once at load (constant folding) rather than re-quantising
+        # activations at run time, which rounds differently in onnxruntime-web (weightquant.py).
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.layers = int(config["num_hidden_layers"])
+        heads = int(config.get("num_key_value_heads") or config["num_attention_heads"])
+        head_dim = int(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"])
+        self._empty = np.zeros((1, heads, 0, head_dim), dtype=np.float32)
+        self._outputs = ["logits"] + [f"present.{i}.{kv}" for i in range(self.layers)
+                                      for kv in ("key", "value")]
+        self.vocab_size = int(config["vocab_size"])
+
+    @classmethod
+    def from_file(cls, path: str | Path, threads: int | None = None) -> OnnxCausalLM:
+        path = Path(path)
+        config = json.loads((path.parent.parent / "config.json").read_text())
+        return cls(path, config, threads)
+
+    def start(self, ids: list[int]) -> DecodeState:
+        """Prefill: run the prompt, keep its KV cache, return the state with the last logits."""
+        past = [self._empty] * (2 * self.layers)
+        return self._run(ids, past, 0)
+
+    def step(self, state: DecodeState, token: int) -> DecodeState:
+        return self._run([token], state.cache, state.length)
+
+    def _run(self, ids: list[int], past: list, offset: int) -> DecodeState:
+        np = self._np
+        n = len(ids)
+        feeds: dict[str, Any] = {
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.ones((1, offset + n), dtype=np.int64),
+            "position_ids": np.arange(offset, offset + n, dtype=np.int64)[None, :],
+        }
+        for i in range(self.layers):
+            feeds[f"past_key_values.{i}.key"] = past[2 * i]
+            feeds[f"past_key_values.{i}.value"] = past[2 * i + 1]
+        logits, *present = self._session.run(self._outputs, feeds)
+        # Only the last position's row is kept: a view, no copy of the vocabulary vector.
+        return DecodeState(logits[0, -1], present, offset + n)
+
+    def greedy(self, ids: list[int], n: int) -> list[int]:
+        """Unconstrained greedy continuation of ``n`` tokens (for checks)."""
+        state = self.start(ids)
+        out = []
+        for _ in range(n):
+            token = int(state.logits.argmax())
+            out.append(token)
+            state = self.step(state, token)
+        return out
+
+
+class OnnxTextGenerator:
+    """Tokenizer + ``OnnxCausalLM`` + grammar engine: a ``TextGenerator`` for tasks.
+
+    >>> gen = OnnxTextGenerator.from_dir("build/models/SmolLM2-135M-Instruct-<key>")  # doctest: +SKIP
+    >>> import asyncio; asyncio.run(gen.generate(Prompt(user="Say hi"), max_new_tokens=8)).text  # doctest: +SKIP
+    'Hello! How can I help you today?'
+    """
+
+    name = "cpython"
+
+    def __init__(self, model_dir: Path, manifest: ModelManifest, dtype: str | None = None,
+                 threads: int | None = None):
+        from tokenizers import Tokenizer
+
+        self.model_dir = Path(model_dir)
+        self.manifest = manifest
+        self.dtype = dtype or manifest.dtype
+        self.model_key = f"{manifest.key}:{self.dtype}"
+        self.max_tokens = manifest.max_tokens
+        self.tokenizer_config = json.loads((self.model_dir / "tokenizer_config.json").read_text())
+        self.generation_config = json.loads((self.model_dir / "generation_config.json").read_text())
+        self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        files = manifest.variants or {manifest.dtype: "onnx/model_quantized.onnx"}
+        self.lm = OnnxCausalLM.from_file(self.model_dir / files[self.dtype], threads)
+        self.threads = self.lm.threads
+        eos = self.generation_config.get("eos_token_id", 2)
+        self.eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
+        self._grammar_engine = None
+        self._kernel = GreedyKernel(self.lm.vocab_size)
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, dtype: str | None = None,
+                 threads: int | None = None) -> OnnxTextGenerator:
+        model_dir = Path(model_dir)
+        manifest = ModelManifest.model_validate_json((model_dir / "manifest.json").read_text())
+        return cls(model_dir, manifest, dtype, threads)
+
+    def grammar_engine(self):
+        """The grammar engine for this tokenizer (created once, on first use)."""
+        if self._grammar_engine is None:
+            from ..grammar.xgrammar_engine import XGrammarEngine
+
+            self._grammar_engine = XGrammarEngine.from_tokenizer_json(
+                self.model_dir / "tokenizer.json", vocab_size=self.lm.vocab_size,
+                stop_token_ids=sorted(self.eos_ids))
+        return self._grammar_engine
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """``text`` cut at a token boundary to at most ``max_tokens`` tokens."""
+        enc = self._tokenizer.encode(text[: max_tokens * 100], add_special_tokens=False)
+        if len(enc.ids) <= max_tokens and len(text) <= max_tokens * 100:
+            return text, False
+        return text[: enc.offsets[max_tokens - 1][1]], True
+
+    async def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    async def generate(self, prompt: Prompt, grammar=None, max_new_tokens: int = 128,
+                       cancel=None, on_token=None) -> Generation:
+        return self.generate_sync(prompt, grammar, max_new_tokens, cancel, on_token)
+
+    def generate_sync(self, prompt: Prompt, grammar=None, max_new_tokens: int = 128,
+                      cancel=None, on_token=None) -> Generation:
+        ids = self.encode(prompt.render())
+        budget = min(max_new_tokens, self.max_tokens - len(ids))
+        cursor = grammar.cursor() if grammar is not None else None
+        started = time.perf_counter()
+        gen = decode_greedy(self.lm, ids, kernel=self._kernel, cursor=cursor,
+                            max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
+                            cancel=cancel, on_token=on_token)
+        if budget < max_new_tokens and gen.stop_reason == "max_new_tokens":
+            gen.stop_reason = "context"
+        gen.text = self.decode(gen.token_ids)
+        gen.timings["total_s"] = time.perf_counter() - started
+        gen.prompt_tokens = len(ids)
+        return gen

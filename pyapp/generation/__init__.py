@@ -1,0 +1,13 @@
+"""Text generation: the chat prompt, the greedy decode loop and its result.
+
+Runtime-free: the loop drives a ``StepModel`` (``pyapp.backends.cpython_lm``) and a grammar
+cursor (``pyapp.grammar``); in the browser transformers.js runs the same loop in JS
+(``web/lm.js``) and returns the same ``Generation`` fields.
+"""
+
+from .loop import DecodeState, Generation, StopReason, decode_greedy
+from .generator import TextGenerator
+from .prompt import Prompt
+
+__all__ = ["DecodeState", "Generation", "Prompt", "StopReason", "TextGenerator",
+           "decode_greedy"]

@@ -1,0 +1,110 @@
+"""The greedy decode loop: one forward pass per token, the grammar's mask applied to each step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+StopReason = Literal["eos", "grammar", "max_new_tokens", "context", "cancelled"]
+#: Stops after which the output is complete; any other stop means it was cut short.
+COMPLETE: frozenset[str] = frozenset({"eos", "grammar"})
+
+
+@dataclass
+class DecodeState:
+    """The model after the tokens so far: last position's logits, KV cache, length."""
+
+    logits: Any
+    cache: Any
+    length: int
+
+
+class StepModel(Protocol):
+    def start(self, ids: list[int]) -> DecodeState: ...
+    def step(self, state: DecodeState, token: int) -> DecodeState: ...
+
+
+@dataclass
+class Generation:
+    """What a decode produced. ``choices`` holds, for every step where the grammar allowed
+    between 2 and ``CHOICE_MAX`` tokens (a choice between enum values, booleans, structure),
+    the chosen token's probability renormalised over the allowed tokens."""
+
+    token_ids: list[int]
+    stop_reason: StopReason
+    choices: list[float] = field(default_factory=list)
+    text: str = ""
+    prompt_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.stop_reason in COMPLETE
+
+
+class Cursor(Protocol):
+    def fill_bitmask(self, bitmask: Any) -> None: ...
+    def accept(self, token: int) -> bool: ...
+    def is_finished(self) -> bool: ...
+    def new_bitmask(self) -> Any: ...
+
+
+class Kernel(Protocol):
+    def pick(self, logits: Any, bitmask: Any | None) -> tuple[int, float, int]: ...
+
+
+# Steps with more allowed tokens than this are free text (strings, numbers): their
+# probabilities say how the model phrases something, not which answer it chose.
+CHOICE_MAX = 64
+
+
+def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
+                  cursor: Cursor | None, max_new_tokens: int, eos_ids: frozenset[int],
+                  cancel: Callable[[], bool] | None = None,
+                  on_token: Callable[[int], None] | None = None) -> Generation:
+    """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``.
+
+    With a ``cursor`` every step picks the best token the grammar allows, and decoding stops as
+    soon as the grammar is finished (the stop token it would force is not run through the
+    model). ``cancel`` is polled before each forward pass, so a cancel stops within one token.
+    """
+    clock = time.perf_counter
+    t0 = clock()
+    state = model.start(prompt_ids)
+    timings = {"prefill_s": clock() - t0, "forward_s": 0.0, "constraint_s": 0.0}
+    bitmask = cursor.new_bitmask() if cursor is not None else None
+    out: list[int] = []
+    choices: list[float] = []
+    reason: StopReason = "max_new_tokens"
+    while len(out) < max_new_tokens:
+        if cancel is not None and cancel():
+            reason = "cancelled"
+            break
+        t = clock()
+        if cursor is not None:
+            cursor.fill_bitmask(bitmask)
+        token, prob, allowed = kernel.pick(state.logits, bitmask)
+        if cursor is not None:
+            if not cursor.accept(token):
+                raise RuntimeError(f"grammar rejected token {token} it allowed")
+        timings["constraint_s"] += clock() - t
+        if 1 < allowed <= CHOICE_MAX:
+            choices.append(prob)
+        if token in eos_ids:
+            reason = "eos"
+            break
+        out.append(token)
+        if on_token is not None:
+            on_token(token)
+        if cursor is not None and cursor.is_finished():
+            reason = "grammar"
+            break
+        if len(out) >= max_new_tokens:
+            break
+        t = clock()
+        state = model.step(state, token)
+        timings["forward_s"] += clock() - t
+    timings["decode_tokens"] = float(len(out))
+    return Generation(out, reason, choices, timings=timings)

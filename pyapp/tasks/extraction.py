@@ -1,0 +1,149 @@
+"""Extraction: a small language model fills in a pydantic model, decoding constrained by its schema.
+
+The record's JSON schema is compiled once into a grammar (``pyapp.grammar``) at load; every token
+is then chosen greedily among the tokens the grammar allows, so a finished generation always parses
+and validates. A generation that stops early (token limit, context full, cancel) is not a record:
+the result says ``valid: false`` with the reason, carries the raw text, and is escalated.
+
+Confidence is the product, over the steps where the grammar left the model a real choice (2 to
+``generation.loop.CHOICE_MAX`` allowed tokens: enum values, booleans, optional structure), of the
+chosen token's probability renormalised over the allowed tokens. Free-text steps (strings,
+numbers; more allowed tokens) do not count: they say how the model phrased a value, not which
+answer it picked. A task whose record has no such choice reports 1.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from ..generation import Generation, Prompt, TextGenerator
+from ..grammar import check_schema
+from .base import DEFAULT_THRESHOLD, Prediction, Task
+
+#: Input longer than this (in model tokens) is cut, leaving room for instructions and output.
+MAX_INPUT_TOKENS = 512
+MAX_NEW_TOKENS = 160
+
+
+class ExtractionTask(Task):
+    """
+    >>> from pydantic import BaseModel
+    >>> class Item(BaseModel): name: str
+    >>> task = ExtractionTask("demo", Item, "Name the item.")
+    >>> sorted(task.output_model.model_json_schema()["properties"])
+    ['error', 'record', 'stop_reason', 'text']
+    """
+
+    kind = "extraction"
+
+    def __init__(self, name: str, record_model: type[BaseModel], instructions: str,
+                 description: str = "", threshold: float = DEFAULT_THRESHOLD,
+                 system: str = "You turn text into JSON. Reply with JSON only.",
+                 max_new_tokens: int = MAX_NEW_TOKENS,
+                 max_input_tokens: int = MAX_INPUT_TOKENS):
+        self.name = name
+        self.record_model = record_model
+        self.instructions = instructions
+        self.description = description
+        self.threshold = threshold
+        self.system = system
+        self.max_new_tokens = max_new_tokens
+        self.max_input_tokens = max_input_tokens
+        self.schema = record_model.model_json_schema()
+        self._output_model = create_model(
+            f"{name.title().replace('-', '')}Output",
+            record=(record_model | None, ...),
+            text=(str, Field(description="the generated JSON text")),
+            stop_reason=(str, ...),
+            error=(str | None, None),
+        )
+        self._grammar = None
+
+    @property
+    def output_model(self) -> type[BaseModel]:
+        return self._output_model
+
+    async def load(self, backend: Any, artifact: dict | None = None) -> None:
+        # Refuse what the grammar cannot enforce before touching the model, naming the keyword.
+        check_schema(self.schema)
+        if not isinstance(backend, TextGenerator):
+            raise TypeError(f"task {self.name!r} needs a language model backend "
+                            f"(a TextGenerator), got {type(backend).__name__}")
+        self._grammar = backend.grammar_engine().compile_json_schema(self.schema)
+
+    def prompt(self, text: str) -> Prompt:
+        # The input is fenced and named as data, so instructions inside it read as content;
+        # whatever the model makes of it, the grammar only lets it write the record.
+        return Prompt(user=f"{self.instructions}\n\nText:\n\"\"\"\n{text}\n\"\"\"\n\nJSON:",
+                      system=self.system)
+
+    async def predict(self, text: str, backend: Any, cancel=None, on_token=None) -> Prediction:
+        if self._grammar is None:
+            raise RuntimeError(f"task {self.name!r} is not loaded")
+        notices: list[str] = []
+        cut, truncated = backend.truncate(text, self.max_input_tokens)
+        if truncated:
+            notices.append(f"Input truncated to {self.max_input_tokens} model tokens "
+                           f"(it has {len(text):,} characters).")
+        gen = await backend.generate(self.prompt(cut), self._grammar, self.max_new_tokens,
+                                     cancel=cancel, on_token=on_token)
+        return self.result(gen, notices, truncated)
+
+    def result(self, gen: Generation, notices: list[str], truncated: bool) -> Prediction:
+        confidence = math.prod(gen.choices) if gen.choices else 1.0
+        record, error = None, None
+        if not gen.complete:
+            error = f"generation stopped early ({gen.stop_reason}) after {len(gen.token_ids)} tokens"
+        else:
+            try:
+                record = self.record_model.model_validate(json.loads(gen.text))
+            except (ValueError, ValidationError) as e:  # the grammar should make this impossible
+                error = f"output does not validate: {e}"
+        valid = record is not None
+        output = self._output_model(record=record, text=gen.text, stop_reason=gen.stop_reason,
+                                    error=error)
+        extra: dict[str, Any] = {"generation": {
+            "new_tokens": len(gen.token_ids), "prompt_tokens": gen.prompt_tokens,
+            "choices": len(gen.choices), **{k: round(v, 6) for k, v in gen.timings.items()}}}
+        if not valid:
+            extra["escalate"] = [error]
+        return Prediction(output, confidence if valid else 0.0, notices, truncated, valid, extra)
+
+
+SEVERITIES = ("info", "warning", "error", "critical")
+
+
+def telemetry_record_model(categories: tuple[str, ...]) -> type[BaseModel]:
+    return create_model(
+        "TelemetryRecord",
+        category=(Literal[categories], Field(description="the subsystem the line is about")),
+        severity=(Literal[SEVERITIES], ...),
+        component=(str, Field(min_length=1, max_length=48,
+                              description="the affected part, e.g. 'fan 2 on node 4B'")),
+        action_required=(bool, ...),
+        summary=(str, Field(min_length=1, max_length=160, description="one short sentence")),
+    )
+
+
+def telemetry_extract() -> ExtractionTask:
+    from .telemetry import LABELS
+
+    categories = tuple(label.name for label in LABELS)
+    lines = "\n".join(f"- {label.name}: {label.description}" for label in LABELS)
+    instructions = (
+        "Read the telemetry line below and fill in a JSON object with: category (one of the "
+        f"categories), severity ({', '.join(SEVERITIES)}), component (the affected part), "
+        "action_required (true if someone must act) and summary (one short sentence).\n"
+        f"Categories:\n{lines}"
+    )
+    return ExtractionTask(
+        "telemetry-extract",
+        telemetry_record_model(categories),
+        instructions,
+        description="Structured fields of a telemetry line, from a small language model.",
+        system="You are a careful assistant that extracts fields from telemetry into JSON.",
+    )

@@ -1,0 +1,110 @@
+"""The decode loop, the greedy kernel and the chat prompt (fast: a scripted model, no ONNX)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pyapp.generation import DecodeState, Prompt, decode_greedy
+from pyapp.generation.sampling import GreedyKernel
+
+VOCAB = 40
+
+
+class ScriptedModel:
+    """Logits that make token ``script[i]`` the favourite at step i."""
+
+    def __init__(self, script):
+        self.script = script
+        self.steps = 0
+
+    def _logits(self, i):
+        logits = np.zeros(VOCAB, dtype=np.float32)
+        logits[self.script[min(i, len(self.script) - 1)]] = 5.0
+        logits[7] = 4.0  # a runner-up everywhere
+        return logits
+
+    def start(self, ids):
+        return DecodeState(self._logits(0), None, len(ids))
+
+    def step(self, state, token):
+        self.steps += 1
+        return DecodeState(self._logits(self.steps), None, state.length + 1)
+
+
+class OnlyCursor:
+    """A grammar allowing only ``allowed[i]`` at step i, finished after the last."""
+
+    def __init__(self, allowed):
+        self.allowed = allowed
+        self.i = 0
+
+    def new_bitmask(self):
+        return np.zeros((VOCAB + 31) // 32, dtype=np.int32)
+
+    def fill_bitmask(self, bitmask):
+        bitmask[:] = 0
+        bits = bitmask.view(np.uint32)
+        for t in self.allowed[self.i]:
+            bits[t // 32] |= np.uint32(1 << (t % 32))
+
+    def accept(self, token):
+        if token not in self.allowed[self.i]:
+            return False
+        self.i += 1
+        return True
+
+    def is_finished(self):
+        return self.i == len(self.allowed)
+
+
+def run(script, **kw):
+    kw.setdefault("cursor", None)
+    kw.setdefault("max_new_tokens", 10)
+    kw.setdefault("eos_ids", frozenset({0}))
+    return decode_greedy(ScriptedModel(script), [1, 2, 3], kernel=GreedyKernel(VOCAB), **kw)
+
+
+def test_stops_at_eos_without_emitting_it():
+    gen = run([5, 6, 0, 9])
+    assert gen.token_ids == [5, 6] and gen.stop_reason == "eos" and gen.complete
+
+
+def test_token_limit_is_an_incomplete_stop():
+    gen = run([5] * 20, max_new_tokens=4)
+    assert len(gen.token_ids) == 4 and gen.stop_reason == "max_new_tokens" and not gen.complete
+
+
+def test_cancel_stops_within_one_token():
+    calls = []
+    gen = run([5] * 20, cancel=lambda: len(calls) >= 2, on_token=calls.append)
+    assert gen.token_ids == [5, 5] and gen.stop_reason == "cancelled"
+
+
+def test_grammar_mask_overrides_the_favourite_and_finishing_stops():
+    # The model prefers 5; the grammar allows {7, 9} then {9}: the runner-up 7, then 9.
+    gen = run([5, 5, 5], cursor=OnlyCursor([{7, 9}, {9}]))
+    assert gen.token_ids == [7, 9] and gen.stop_reason == "grammar"
+    # One real choice (two allowed tokens); its probability is renormalised over {7, 9}.
+    (p,) = gen.choices
+    assert p == pytest.approx(1 / (1 + np.exp(-4.0)), rel=1e-5)
+
+
+def test_kernel_without_mask_is_argmax_with_softmax_probability():
+    logits = np.log(np.array([0.1, 0.7, 0.2], dtype=np.float32))
+    token, prob, allowed = GreedyKernel(3).pick(logits, None)
+    assert (token, allowed) == (1, 3) and prob == pytest.approx(0.7, rel=1e-5)
+
+
+def test_prompt_renders_like_the_models_chat_template(build_dir):
+    import jinja2
+
+    from models.build import load_manifests
+
+    (m,) = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
+    config = json.loads((build_dir / "models" / m.model_id / "tokenizer_config.json").read_text())
+    template = jinja2.Environment().from_string(config["chat_template"])
+    p = Prompt(user="Fan 2 stalled.\nWhat now?", system="Reply in JSON.")
+    assert p.render() == template.render(messages=p.messages(), add_generation_prompt=True)
