@@ -1,0 +1,117 @@
+// Escalations in the browser: stored in IndexedDB before the page says "escalated", sent when
+// online, answered by the server's worker, never lost or duplicated (a real server, real SQLite).
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test, expect, openApp, classify } from "./fixtures";
+
+const OOS = (i: number) => (i % 2 ? `please book a table for ${i} people at the italian place tonight`
+                                  : `what will the weather be like in city number ${i}`);
+
+async function waitForOutbox(page, predicate: (records: any[]) => boolean, timeout = 120_000) {
+  const deadline = Date.now() + timeout;
+  let records: any[] = [];
+  while (Date.now() < deadline) {
+    records = await page.evaluate(() => (window as any).edgeTriage.outbox());
+    if (predicate(records)) return records;
+    await page.waitForTimeout(500);
+  }
+  const counts = records.reduce((c, r) => ({ ...c, [r.status]: (c[r.status] ?? 0) + 1 }), {});
+  throw new Error(`outbox did not settle in ${timeout} ms: ${JSON.stringify(counts)}`);
+}
+
+test("an out-of-scope query offline waits in the outbox, then is sent and answered", async ({ app, context }) => {
+  await openApp(app);
+  await context.setOffline(true);
+  const result = await classify(app, "what will the weather be like tomorrow in Lisbon");
+  expect(result.route).toBe("escalated");
+  expect(result.escalation.status).toBe("pending");
+  // Stored before the promise resolved: it is already in IndexedDB.
+  const stored = await app.evaluate(() => (window as any).edgeTriage.outbox());
+  expect(stored.map((r) => [r.key, r.status])).toEqual([[result.escalation.key, "pending"]]);
+  await expect(app.locator("#outbox-rows tr[data-status=pending]")).toHaveCount(1);
+  await app.reload();  // survives a reload while offline
+  await expect(app.locator("#outbox-rows tr[data-status=pending]")).toHaveCount(1);
+  await context.setOffline(false);
+  await app.evaluate(() => window.dispatchEvent(new Event("online")));
+  await expect(app.locator("#outbox-rows tr[data-status=answered]")).toHaveCount(1, { timeout: 60_000 });
+  const [answered] = await app.evaluate(() => (window as any).edgeTriage.outbox());
+  expect(answered.server_id).toBeTruthy();
+  expect(answered.answer).toBeTruthy();
+});
+
+// ---- chaos: many escalations, the network flapping and the server restarted midway ----------
+const CHAOS_PORT = 8794;
+const COUNT = Number(process.env.CHAOS_COUNT ?? 60);
+const TOKEN = "chaos-test-token";
+
+test.describe("chaos", () => {
+  test.use({ baseURL: `http://127.0.0.1:${CHAOS_PORT}` });
+  let server: ChildProcess | null = null;
+  const db = join(mkdtempSync(join(tmpdir(), "edge-triage-chaos-")), "queue.sqlite3");
+
+  async function startServer() {
+    server = spawn(".venv/bin/edge-triage", ["serve", "--port", String(CHAOS_PORT), "--log-level", "warning"], {
+      stdio: "ignore",
+      env: { ...process.env, EDGE_TRIAGE_SQLITE_PATH: db, EDGE_TRIAGE_ESCALATION_TOKEN: TOKEN,
+             EDGE_TRIAGE_WORKER_POLL_S: "0.2" },
+    });
+    for (let i = 0; i < 300; i++) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${CHAOS_PORT}/api/health`)).ok) return;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error("chaos server did not start");
+  }
+
+  async function stopServer() {
+    const s = server!;
+    const exited = new Promise((r) => s.once("exit", r));
+    s.kill("SIGKILL");  // an abrupt stop, not a graceful one
+    await exited;
+  }
+
+  test.afterAll(async () => {
+    if (server && server.exitCode === null) await stopServer();
+  });
+
+  test(`${COUNT} escalations with the network flapping and a server restart: none lost, none duplicated`, async ({ app, context }) => {
+    test.setTimeout(Math.max(300_000, COUNT * 1_500));
+    await startServer();
+    await openApp(app);
+    let offline = false;
+    let created = 0;
+    let restarted = false;
+    let seed = 42;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; created < COUNT; i++) {
+      if (random() < 0.15) {
+        offline = !offline;
+        await context.setOffline(offline);
+      }
+      if (!restarted && created >= COUNT / 2) {
+        await stopServer();
+        await startServer();
+        restarted = true;
+      }
+      const result = await classify(app, OOS(i));
+      if (result.route === "escalated") created++;
+    }
+    await context.setOffline(false);
+    await app.evaluate(() => (window as any).edgeTriage.flushOutbox());
+    await waitForOutbox(app, (records) => records.length === COUNT && records.every((r) => r.status === "answered"),
+                        Math.max(180_000, COUNT * 600));
+    const keys = new Set((await app.evaluate(() => (window as any).edgeTriage.outbox())).map((r) => r.key));
+    expect(keys.size).toBe(COUNT);
+    const listing = await (await fetch(`http://127.0.0.1:${CHAOS_PORT}/api/escalations?limit=1000`, {
+      headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+    expect(listing.stats).toMatchObject({ answered: COUNT });
+    const serverKeys = new Set(listing.cases.map((c) => c.idempotency_key));
+    expect(serverKeys.size).toBe(COUNT);
+    expect([...serverKeys].every((k) => keys.has(k))).toBe(true);
+    await expect(app.locator("#outbox-summary")).toHaveText(`${COUNT} answered`.replace(/^/, "0 pending · 0 sent · ") + " · 0 failed");
+    console.log(`chaos: ${COUNT} escalations, server restarted once, ${listing.cases.length} rows, all answered`);
+  });
+});
