@@ -9,7 +9,7 @@
 //   edgeTriage.status()         {state, stage, backend, threads, crossOriginIsolated, ...}
 //   edgeTriage.outbox()         Promise<[{key, task, text, status, answer, attempts, ...}]>
 import { requestedBackend } from "./env.js";
-import { EscalationOutbox } from "./outbox.js";
+import { EscalationOutbox, SYNC_TAG } from "./outbox.js";
 
 const config = JSON.parse(document.getElementById("config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -100,7 +100,8 @@ async function registerServiceWorker() {
       notice(`A new version of edge-triage is installed (${data.version}). Reload to use it.`, true);
     }
   });
-  const registration = await navigator.serviceWorker.register(`${config.base}sw.js`, { scope: config.base });
+  const registration = await navigator.serviceWorker.register(`${config.base}sw.js`,
+                                                               { scope: config.base, type: "module" });
   state.serviceWorker = "registered";
   await navigator.serviceWorker.ready;
   state.serviceWorker = "ready";
@@ -157,8 +158,20 @@ async function run(task, text, { escalate = true } = {}) {
   if (escalate && result.route === "escalated") {
     const record = await outbox.add({ task, text, localResult: result.output, reasons: result.reasons });
     result.escalation = { key: record.key, status: record.status };
+    requestBackgroundSync();
   }
   return result;
+}
+
+// Where the browser has Background Sync, the service worker sends the outbox when the network
+// returns even if this tab is gone; the page's own retries cover every other browser.
+async function requestBackgroundSync() {
+  try {
+    const registration = await navigator.serviceWorker?.ready;
+    await registration?.sync?.register(SYNC_TAG);
+  } catch {
+    // Not supported or not permitted: the page's retry loop still sends.
+  }
 }
 
 const outbox = new EscalationOutbox(config.escalation ?? { url: null, token: null });

@@ -16,11 +16,16 @@ function promised(request) {
   });
 }
 
+const META = "meta";
+export const SYNC_TAG = "edge-triage-outbox";
+
 function openDb() {
-  const request = indexedDB.open(DB_NAME, 1);
-  request.onupgradeneeded = () => {
-    const store = request.result.createObjectStore(STORE, { keyPath: "key" });
-    store.createIndex("status", "status");
+  const request = indexedDB.open(DB_NAME, 2);
+  request.onupgradeneeded = ({ oldVersion }) => {
+    const db = request.result;
+    if (oldVersion < 1) db.createObjectStore(STORE, { keyPath: "key" }).createIndex("status", "status");
+    // Where to send, so the service worker can send on its own (Background Sync).
+    if (oldVersion < 2) db.createObjectStore(META);
   };
   return promised(request);
 }
@@ -33,18 +38,31 @@ export class EscalationOutbox extends EventTarget {
     this.db = openDb();
     this.flushing = null;
     this.timer = null;
+    if (url) this.saveEndpoint();
   }
 
   configure({ url, token }) {
     Object.assign(this, { url, token });
+    this.saveEndpoint();
     this.kick();
   }
 
-  async tx(mode, fn) {
+  saveEndpoint() {
+    return this.tx("readwrite", (store) => store.put({ url: this.url, token: this.token }, "endpoint"), META);
+  }
+
+  // In the service worker: the endpoint the page last configured.
+  async loadEndpoint() {
+    const endpoint = await this.tx("readonly", (store) => promised(store.get("endpoint")), META);
+    if (endpoint) Object.assign(this, endpoint);
+    return endpoint;
+  }
+
+  async tx(mode, fn, storeName = STORE) {
     const db = await this.db;
     return new Promise((resolve, reject) => {
-      const tx = db.transaction(STORE, mode);
-      const store = tx.objectStore(STORE);
+      const tx = db.transaction(storeName, mode);
+      const store = tx.objectStore(storeName);
       let result;
       Promise.resolve(fn(store)).then((r) => { result = r; }, reject);
       // Resolve only once the transaction is durable, not when the request succeeded.

@@ -3,9 +3,13 @@
 // with no network. It also adds the cross-origin isolation headers to what it serves, so a static
 // host that cannot send COOP/COEP still gets a crossOriginIsolated page (hence Wasm threads).
 //
+// A module worker, so it can share web/outbox.js with the page for Background Sync.
+//
 // Hand-written rather than Workbox: the two jobs that matter here — sha256-verified precaching
 // driven by our own runtime index, and rewriting every response's headers — are custom code in
 // Workbox too, and its modules would have to be copied and importScripts-loaded from our origin.
+
+import { EscalationOutbox, SYNC_TAG } from "./static/outbox.js";
 
 const BASE = new URL("./", self.location).pathname;
 const PREFIX = "edge-triage-shell-";
@@ -54,6 +58,15 @@ self.addEventListener("activate", (event) => {
     await self.clients.claim();
     const clients = await self.clients.matchAll({ type: "window" });
     for (const client of clients) client.postMessage({ type: "sw-activated", version: current?.version });
+  })());
+});
+
+// Background Sync: the browser wakes us when the network is back, even with the tab closed.
+self.addEventListener("sync", (event) => {
+  if (event.tag !== SYNC_TAG) return;
+  event.waitUntil((async () => {
+    const outbox = new EscalationOutbox({ url: null, token: null });
+    if (await outbox.loadEndpoint()) await outbox.flush();
   })());
 });
 

@@ -115,3 +115,31 @@ test.describe("chaos", () => {
     console.log(`chaos: ${COUNT} escalations, server restarted once, ${listing.cases.length} rows, all answered`);
   });
 });
+
+test("Background Sync: the service worker sends the outbox with no page open", async ({ app, context, baseURL }) => {
+  await openApp(app);
+  await app.evaluate(async () => { await (window as any).edgeTriage.serviceWorker; await navigator.serviceWorker.ready; });
+  const token = await app.evaluate(() => JSON.parse(document.getElementById("config")!.textContent!).escalation.token);
+  await context.setOffline(true);
+  const result = await classify(app, "please book a table for two at the sushi bar tonight");
+  expect(result.route).toBe("escalated");
+  // Leave the app while still offline, so the page's own retry loop never sees the network.
+  await app.goto("about:blank");
+  await context.setOffline(false);
+  // A page of this origin that is not the app: nothing but the service worker can send the case.
+  await app.goto("/api/health");
+  const cdp = await context.newCDPSession(app);
+  const registrations: any[] = [];
+  cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations: r }) => registrations.push(...r));
+  await cdp.send("ServiceWorker.enable");
+  await expect.poll(() => registrations.length).toBeGreaterThan(0);
+  await cdp.send("ServiceWorker.dispatchSyncEvent", {
+    origin: new URL(baseURL!).origin, registrationId: registrations[0].registrationId,
+    tag: "edge-triage-outbox", lastChance: false,
+  });
+  await expect.poll(async () => {
+    const response = await fetch(`${baseURL}/api/escalations?limit=1000`, { headers: { Authorization: `Bearer ${token}` } });
+    const { cases } = await response.json();
+    return cases.some((c) => c.idempotency_key === result.escalation.key);
+  }, { timeout: 30_000 }).toBe(true);
+});

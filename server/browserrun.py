@@ -1,0 +1,86 @@
+"""Evaluation in the browser runtime: the real page in headless Chromium, through edgeTriage.run.
+
+``BrowserRunner(build_dir, task)(texts)`` serves the build on a free loopback port (in this
+process), drives system Chromium with Playwright (server/browserrun.mjs) and returns the page's
+results in order, drawing a progress bar on stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrowserRunner:
+    def __init__(self, build_dir: Path, task: str, backend: str = "wasm"):
+        self.build_dir = Path(build_dir)
+        self.task = task
+        self.backend = backend
+
+    def __call__(self, texts: list[str]) -> list[dict]:
+        import uvicorn
+
+        from .app import create_app
+        from .settings import Settings
+
+        if not (ROOT / "node_modules" / "@playwright" / "test").exists():
+            raise RuntimeError("node_modules is missing: run `make setup` first")
+        settings = dataclasses.replace(Settings.from_env(), build_dir=self.build_dir,
+                                       worker=False)
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",
+                                               port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                time.sleep(0.05)
+            return self._drive(f"http://127.0.0.1:{port}/?backend={self.backend}", texts)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+    def _drive(self, url: str, texts: list[str]) -> list[dict]:
+        proc = subprocess.Popen(
+            ["node", str(ROOT / "server" / "browserrun.mjs"), url, self.task],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        proc.stdin.write(json.dumps(texts))
+        proc.stdin.close()
+        errors: list[str] = []
+
+        def progress() -> None:
+            for line in proc.stderr:
+                if line.startswith("progress "):
+                    done, total = map(int, line.split()[1:3])
+                    filled = int(30 * done / max(total, 1))
+                    sys.stderr.write(f"\rbrowser [{'#' * filled}{'.' * (30 - filled)}] "
+                                     f"{done}/{total}")
+                    sys.stderr.flush()
+                else:
+                    errors.append(line)
+
+        reader = threading.Thread(target=progress, daemon=True)
+        reader.start()
+        results = [json.loads(line) for line in proc.stdout]
+        proc.wait()
+        reader.join(timeout=5)
+        sys.stderr.write("\n")
+        if proc.returncode != 0 or len(results) != len(texts):
+            raise RuntimeError(f"browser run failed ({proc.returncode}): {''.join(errors)[-2000:]}")
+        return results
