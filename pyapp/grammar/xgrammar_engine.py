@@ -90,16 +90,17 @@ class XGrammarEngine(GrammarEngine):
         return cls(info, vocab_size)
 
     def compile_json_schema(self, schema: dict) -> XGrammarCompiled:
-        text = json.dumps(schema, sort_keys=True)
-        if text in self._cache:
-            return self._cache[text]
+        # Not sort_keys: properties are generated in the order the schema lists them.
+        key = json.dumps(schema)
+        if key in self._cache:
+            return self._cache[key]
         check_schema(schema)
         try:
-            compiled = self._compiler.compile_json_schema(text, **COMPILE_OPTIONS)
+            compiled = self._compiler.compile_json_schema(key, **COMPILE_OPTIONS)
         except Exception as e:  # xgrammar raises RuntimeError with its C++ message
             raise UnsupportedSchemaError(_keyword_in(str(e)), "#", _first_line(e)) from e
-        self._cache[text] = XGrammarCompiled(compiled, schema, self.vocab_size)
-        return self._cache[text]
+        self._cache[key] = XGrammarCompiled(compiled, schema, self.vocab_size)
+        return self._cache[key]
 
 
 def _first_line(e: Exception) -> str:
