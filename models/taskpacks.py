@@ -1,5 +1,6 @@
-"""Task artifacts: what a task learns at build time (label prototypes, fitted temperature),
-computed once under CPython and served to the browser, keyed by model and task content."""
+"""Task artifacts: what a task learns at build time (label prototypes and fitted temperature, or
+a trained linear head), computed once under CPython and served to the browser, keyed by model and
+task content."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ import json
 from pathlib import Path
 
 from pyapp.manifest import ModelManifest
-from pyapp.tasks import TASKS, create_task
+from pyapp.tasks import TASKS, LinearHeadTask, create_task
 
 
 def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=print) -> dict:
-    """Write ``build/tasks/<task>-<key12>.json`` for every task that has one; return name → file."""
+    """Write ``build/tasks/<task>-<key12>.json`` for every task that has one; return name → file.
+
+    Trained tasks (``LinearHeadTask``) are skipped with a message when their training data is
+    not available; the page then cannot offer them.
+    """
     from pyapp.backends.cpython import OnnxEncoder
+
+    from .trainingdata import build_head_artifact
 
     out = build_dir / "tasks"
     out.mkdir(parents=True, exist_ok=True)
@@ -25,15 +32,22 @@ def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=p
         if key is None:
             continue
         path = out / f"{name}-{key[:12]}.json"
-        if not path.exists():
+        if not path.exists() or _stale_training(task, path):
             if encoder is None:
                 encoder = OnnxEncoder.from_dir(build_dir / "models" / encoder_manifest.model_id)
-            asyncio.run(task.load(encoder))
-            artifact = task.artifact(encoder_manifest.key)
+            if isinstance(task, LinearHeadTask):
+                try:
+                    artifact = build_head_artifact(task, encoder, log=log)
+                except FileNotFoundError as e:
+                    log(f"task {name}: skipped, {e}")
+                    continue
+            else:
+                asyncio.run(task.load(encoder))
+                artifact = task.artifact(encoder_manifest.key)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(artifact))
             tmp.rename(path)
-            log(f"task {name}: prototypes built ({path.name})")
+            log(f"task {name}: artifact built ({path.name})")
         else:
             log(f"task {name}: cached ({path.name})")
         written[name] = path.name
@@ -42,3 +56,18 @@ def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=p
             stale.unlink()
     (out / "index.json").write_text(json.dumps(written, indent=1))
     return written
+
+
+def _stale_training(task, path: Path) -> bool:
+    """A trained artifact whose training file changed since it was built."""
+    if not isinstance(task, LinearHeadTask):
+        return False
+    from models.cache import sha256_file
+
+    from .trainingdata import data_root
+
+    data = data_root() / task.training.file
+    if not data.exists():
+        return False
+    recorded = json.loads(path.read_text()).get("training", {}).get("sha256")
+    return recorded != sha256_file(data)

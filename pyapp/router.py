@@ -18,7 +18,8 @@ class RouteDecision:
 
 @dataclass(frozen=True)
 class ConfidenceRouter:
-    """Escalate when the model is unsure, its output is invalid, or the input was cut.
+    """Escalate when the model is unsure, its output is invalid, the input was cut, or the
+    task asked for it (``prediction.extra["escalate"]``: a list of reasons).
 
     >>> from pydantic import BaseModel
     >>> class Out(BaseModel): label: str
@@ -39,4 +40,6 @@ class ConfidenceRouter:
             )
         if self.escalate_truncated and prediction.truncated:
             reasons.append("input was truncated")
+        # A task may ask for escalation whatever its confidence (e.g. an out-of-scope label).
+        reasons.extend(prediction.extra.get("escalate", ()))
         return RouteDecision("escalated" if reasons else "local", reasons)

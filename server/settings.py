@@ -18,7 +18,7 @@ class Settings:
     web_dir: Path = ROOT / "web"
     build_dir: Path = ROOT / "build"
     default_task: str = "telemetry-triage"
-    tasks: tuple[str, ...] = ("telemetry-triage",)
+    tasks: tuple[str, ...] = ("telemetry-triage", "clinc150-intent", "loghub-system", "loghub-anomaly")
     extra: dict = field(default_factory=dict)
     # The seed's figure: models whose estimated memory exceeds it are not loaded in the browser.
     memory_budget_bytes: int = 1_200_000_000

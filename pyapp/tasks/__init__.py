@@ -8,11 +8,17 @@ from types import MappingProxyType
 from .base import DEFAULT_THRESHOLD, Prediction, Task
 from .classification import ClassificationTask, Label
 from .extraction import telemetry_extract
+from .clinc import clinc150_intent
+from .linear import ArtifactMissingError, LinearHeadTask, TrainingData
+from .loghub import loghub_anomaly, loghub_system
 from .telemetry import telemetry_triage
 
 TASKS: Mapping[str, Callable[[], Task]] = MappingProxyType(
     {
         "telemetry-triage": telemetry_triage,
+        "clinc150-intent": clinc150_intent,
+        "loghub-system": loghub_system,
+        "loghub-anomaly": loghub_anomaly,
         "telemetry-extract": telemetry_extract,
     }
 )
@@ -33,6 +39,9 @@ def create_task(name: str) -> Task:
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "ArtifactMissingError",
+    "LinearHeadTask",
+    "TrainingData",
     "TASKS",
     "ClassificationTask",
     "Label",
