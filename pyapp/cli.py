@@ -172,6 +172,53 @@ def _run_batch(engine, task: str, path: Path) -> int:
     return 1 if asyncio.run(go()) else 0
 
 
+def cmd_eval(args) -> int:
+    from pyapp.evaluation import (RuntimeUnavailableError, browser_runner, cpython_runner,
+                                  evaluate, file_sha256, select_records, spread, summary_lines)
+    from pyapp.tasks import UnknownTaskError, create_task
+
+    try:
+        create_task(args.task)
+    except UnknownTaskError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    data = Path(args.data)
+    records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+    if args.runtime == "browser":
+        try:
+            runner = browser_runner(args.task)
+        except RuntimeUnavailableError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        task = create_task(args.task)
+    else:
+        engine = open_engine(_build_dir(args), [args.task])
+        task = engine.task(args.task)
+        runner = cpython_runner(engine, args.task)
+    selected, note = select_records(task, records, file_sha256(data))
+    selected = spread(selected, args.limit)
+    if not selected:
+        print(f"error: nothing to evaluate ({note})", file=sys.stderr)
+        return 2
+    report = evaluate(task, selected, runner)
+    report.update({"data": str(data), "selection": note, "runtime": args.runtime, "limit": args.limit})
+    print("\n".join(summary_lines(report)))
+    if args.report:
+        out = Path(args.report)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pyapp.evaluation import REPORT_DATA, write_report
+
+    engine = open_engine(_build_dir(args), list(REPORT_DATA))
+    write_report(engine, Path(args.out), data_root=Path(args.data) if args.data else None)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-triage", description=__doc__.split("\n")[0])
     p.add_argument("--build-dir", default=str(ROOT / "build"),
@@ -226,6 +273,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--batch", metavar="FILE",
                    help="texts from FILE (.json list, else one per line); prints JSON lines")
     r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="score a task on a labelled JSON-lines file")
+    e.add_argument("task")
+    e.add_argument("data", help='JSON lines with "text" and the gold label')
+    e.add_argument("--runtime", choices=["cpython", "browser"], default="cpython")
+    e.add_argument("--limit", type=int, help="score at most N records, spread through the file")
+    e.add_argument("--report", metavar="OUT.json", help="write the full report as JSON")
+    e.set_defaults(func=cmd_eval)
+
+    rp = sub.add_parser("report", help="evaluate every data-backed pack: markdown + PNG plots")
+    rp.add_argument("--out", default=str(ROOT / "reports" / "eval.md"))
+    rp.add_argument("--data", help="data root (default: $EDGE_TRIAGE_DATA or ../shared/data)")
+    rp.set_defaults(func=cmd_report)
     return p
 
 
