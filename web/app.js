@@ -94,14 +94,21 @@ async function registerServiceWorker() {
     if (!self.crossOriginIsolated) notice("This browser has no service worker: running single-threaded and online only.");
     return;
   }
-  const hadController = !!navigator.serviceWorker.controller;
   navigator.serviceWorker.addEventListener("message", ({ data }) => {
-    if (data?.type === "sw-activated" && hadController && data.version && data.version !== config.siteVersion) {
-      notice(`A new version of edge-triage is installed (${data.version}). Reload to use it.`, true);
+    if (data?.type !== "sw-activated" || !data.version) return;
+    const previous = localStorage.getItem("edge-triage-version");
+    localStorage.setItem("edge-triage-version", data.version);
+    if (data.version !== config.siteVersion) {
+      // This page is older than the deployment the new worker installed.
+      notice(`A new version of edge-triage (${data.version}) is installed. Reload to use it.`, true);
+    } else if (previous && previous !== data.version) {
+      notice(`edge-triage was updated to version ${data.version}; the previous version's files were removed.`);
     }
   });
-  const registration = await navigator.serviceWorker.register(`${config.base}sw.js`,
-                                                               { scope: config.base, type: "module" });
+  // The site version in the script URL makes every deployment install a new worker, which
+  // precaches the new files and deletes the old ones.
+  const registration = await navigator.serviceWorker.register(
+    `${config.base}sw.js?v=${config.siteVersion}`, { scope: config.base, type: "module" });
   state.serviceWorker = "registered";
   await navigator.serviceWorker.ready;
   state.serviceWorker = "ready";

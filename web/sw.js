@@ -91,7 +91,7 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== self.location.origin) return;
   if (url.pathname.startsWith(`${BASE}api/`) || url.pathname === `${BASE}precache.json`) return;
-  if (request.mode === "navigate") {
+  if (request.mode === "navigate" && url.pathname === BASE) {
     // Network first, so an online user sees the current deployment; the shell when offline.
     event.respondWith((async () => {
       try {
@@ -112,5 +112,18 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(fetch(request).then(isolated));
     return;
   }
-  event.respondWith((async () => isolated((await fromShell(request)) ?? (await fetch(request))))());
+  // Content-hashed paths never change: cache first. Everything else (page, static/, web
+  // manifest): network first, so an online user always gets one consistent version.
+  const hashed = url.pathname.startsWith(`${BASE}runtime/`) || url.pathname.startsWith(`${BASE}tasks/`)
+    || url.pathname.startsWith(`${BASE}models/`);
+  event.respondWith((async () => {
+    if (hashed) return isolated((await fromShell(request)) ?? (await fetch(request)));
+    try {
+      return isolated(await fetch(request));
+    } catch (err) {
+      const cached = await fromShell(request);
+      if (cached) return isolated(cached);
+      throw err;
+    }
+  })());
 });

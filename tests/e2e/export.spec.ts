@@ -1,13 +1,16 @@
 // `edge-triage export` served by a plain static server (python -m http.server: no COOP/COEP,
 // no special MIME rules) at the root and under a sub-path.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { appendFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, expect, classify } from "./fixtures";
 
 const ROOT_PORT = 8791;
 const SUB_PORT = 8792;
+const UPDATE_PORT = 8796;
+let updateDir = "";
 const servers: ChildProcess[] = [];
 
 async function waitForHttp(url: string) {
@@ -31,10 +34,14 @@ test.beforeAll(async () => {
   execFileSync(".venv/bin/edge-triage", ["export", join(work, "root")], { stdio: "inherit" });
   mkdirSync(join(work, "host"));
   execFileSync(".venv/bin/edge-triage", ["export", join(work, "host", "sub"), "--base-path", "/sub/"], { stdio: "inherit" });
+  updateDir = join(work, "update");
+  execFileSync(".venv/bin/edge-triage", ["export", updateDir], { stdio: "inherit" });
+  serveStatic(updateDir, UPDATE_PORT);
   serveStatic(join(work, "root"), ROOT_PORT);
   serveStatic(join(work, "host"), SUB_PORT);
   await waitForHttp(`http://127.0.0.1:${ROOT_PORT}/`);
   await waitForHttp(`http://127.0.0.1:${SUB_PORT}/sub/`);
+  await waitForHttp(`http://127.0.0.1:${UPDATE_PORT}/`);
 });
 
 test.afterAll(() => {
@@ -81,5 +88,35 @@ test.describe("under a sub-path", () => {
     await app.evaluate(() => (window as any).edgeTriage.ready);
     expect((await classify(app, "Filesystem /var is 97% full")).output.label).toBe("storage");
     await context.setOffline(false);
+  });
+});
+
+// A new deployment: a changed file, a new site version. The open client installs it, removes the
+// old version's cache and tells the user.
+function deployNewVersion(dir: string, version: string) {
+  appendFileSync(join(dir, "static", "style.css"), `\n/* ${version} */\n`);
+  const sha = createHash("sha256").update(readFileSync(join(dir, "static", "style.css"))).digest("hex");
+  const precache = JSON.parse(readFileSync(join(dir, "precache.json"), "utf8"));
+  precache.version = version;
+  for (const entry of precache.entries) if (entry.url.endsWith("/static/style.css")) entry.sha256 = sha;
+  writeFileSync(join(dir, "precache.json"), JSON.stringify(precache));
+  const index = readFileSync(join(dir, "index.html"), "utf8").replace(/"siteVersion": "[0-9a-f]+"/, `"siteVersion": "${version}"`);
+  writeFileSync(join(dir, "index.html"), index);
+}
+
+test.describe("updating a deployment", () => {
+  test.use({ baseURL: `http://127.0.0.1:${UPDATE_PORT}` });
+
+  test("clients install the new version, drop the old files and say so", async ({ app }) => {
+    await bootExported(app, "/?backend=wasm");
+    await app.evaluate(async () => { await (window as any).edgeTriage.serviceWorker; await navigator.serviceWorker.ready; });
+    const before = await app.evaluate(async () => (await caches.keys()).filter((n) => n.startsWith("edge-triage-shell-")));
+    expect(before).toHaveLength(1);
+    deployNewVersion(updateDir, "feedc0ffee01");
+    await app.reload();
+    await expect(app.locator("#site-notice")).toContainText("updated to version feedc0ffee01", { timeout: 120_000 });
+    const after = await app.evaluate(async () => (await caches.keys()).filter((n) => n.startsWith("edge-triage-shell-")));
+    expect(after).toEqual(["edge-triage-shell-feedc0ffee01"]);
+    expect((await classify(app, "Fan 2 stalled, rotor speed 0 RPM")).output.label).toBe("mechanical");
   });
 });
