@@ -174,7 +174,8 @@ def _run_batch(engine, task: str, path: Path) -> int:
 
 def cmd_eval(args) -> int:
     from pyapp.evaluation import (RuntimeUnavailableError, browser_runner, cpython_runner,
-                                  evaluate, file_sha256, select_records, spread, summary_lines)
+                                  evaluate, file_sha256, select_records, set_browser_runner,
+                                  spread, summary_lines)
     from pyapp.tasks import UnknownTaskError, create_task
 
     try:
@@ -184,16 +185,19 @@ def cmd_eval(args) -> int:
         return 2
     data = Path(args.data)
     records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+    # The task is loaded under CPython either way: it decides which records are held out.
+    engine = open_engine(_build_dir(args), [args.task])
+    task = engine.task(args.task)
     if args.runtime == "browser":
+        from server.browserrun import BrowserRunner
+
+        set_browser_runner(lambda name: BrowserRunner(_build_dir(args), name))
         try:
             runner = browser_runner(args.task)
         except RuntimeUnavailableError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        task = create_task(args.task)
     else:
-        engine = open_engine(_build_dir(args), [args.task])
-        task = engine.task(args.task)
         runner = cpython_runner(engine, args.task)
     selected, note = select_records(task, records, file_sha256(data))
     selected = spread(selected, args.limit)

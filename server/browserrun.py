@@ -55,11 +55,14 @@ class BrowserRunner:
             thread.join(timeout=10)
 
     def _drive(self, url: str, texts: list[str]) -> list[dict]:
-        proc = subprocess.Popen(
+        with subprocess.Popen(
             ["node", str(ROOT / "server" / "browserrun.mjs"), url, self.task],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
-        )
+        ) as proc:
+            return self._collect(proc, texts)
+
+    def _collect(self, proc: subprocess.Popen, texts: list[str]) -> list[dict]:
         proc.stdin.write(json.dumps(texts))
         proc.stdin.close()
         errors: list[str] = []
