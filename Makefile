@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build serve test test-py test-e2e clean
+.PHONY: help setup build serve test test-py test-e2e eval clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test-py: build  ## only the CPython tests
 
 test-e2e: build $(CHROMIUM)  ## only the browser tests
 	npx playwright test
+
+eval: build  ## evaluate every task pack on the dev data: reports/eval.md + plots
+	$(BIN)/edge-triage report --out reports/eval.md
 
 clean:  ## remove build output (the model cache in ~/.cache/edge-triage stays)
 	rm -rf build test-results playwright-report
