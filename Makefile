@@ -14,7 +14,7 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: help setup build serve test test-py test-e2e eval clean
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PORT=$(PORT) HOST=$(HOST) PYTHON=$(PYTHON)"
 
 $(BIN)/.installed: pyproject.toml
