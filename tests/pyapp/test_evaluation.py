@@ -49,11 +49,17 @@ def test_spread_takes_evenly_spaced_records():
     assert spread([{"i": i} for i in range(10)], 3) == [{"i": 0}, {"i": 3}, {"i": 6}]
 
 
-def test_browser_runtime_says_it_is_not_available(tmp_path, capsys):
-    data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"text": "hi", "label": "greeting"}) + "\n")
-    assert cli.main(["eval", "clinc150-intent", str(data), "--runtime", "browser"]) == 2
-    assert "not available" in capsys.readouterr().err
+def test_browser_runner_hook_refuses_until_registered():
+    from pyapp import evaluation
+
+    evaluation.set_browser_runner(None)
+    with pytest.raises(evaluation.RuntimeUnavailableError, match="not available"):
+        evaluation.browser_runner("clinc150-intent")
+    evaluation.set_browser_runner(lambda name: (lambda texts: [{"task": name}] * len(texts)))
+    try:
+        assert evaluation.browser_runner("x")(["a", "b"]) == [{"task": "x"}, {"task": "x"}]
+    finally:
+        evaluation.set_browser_runner(None)
 
 
 @pytest.mark.slow
