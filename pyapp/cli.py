@@ -65,21 +65,28 @@ def cmd_export(args) -> int:
 
 
 def open_engine(build_dir: Path, tasks: list[str]):
-    """A loaded CPython engine on the built encoder (used by `run`, `eval` and the server), or
-    on the built language model when the tasks are extraction tasks."""
+    """A loaded CPython engine for ``tasks`` (used by `run`, `eval` and the server): on the built
+    encoder for classification, on the built language model for extraction, or both."""
+    from pyapp.engine import Engine, EngineGroup
+    from pyapp.tasks import create_task
+
+    extraction = [name for name in tasks if create_task(name).kind == "extraction"]
+    classification = [name for name in tasks if name not in extraction]
+    engines = []
+    if classification:
+        engines.append(_open_encoder_engine(build_dir, classification))
+    if extraction:
+        engine = Engine(open_generator(build_dir))
+        asyncio.run(engine.load(extraction))
+        engines.append(engine)
+    return engines[0] if len(engines) == 1 else EngineGroup(engines)
+
+
+def _open_encoder_engine(build_dir: Path, tasks: list[str]):
     from models.build import load_manifests
     from pyapp.backends.cpython import OnnxEncoder
     from pyapp.engine import Engine
-    from pyapp.tasks import create_task
 
-    kinds = {create_task(name).kind == "extraction" for name in tasks}
-    if kinds == {True}:
-        engine = Engine(open_generator(build_dir))
-        asyncio.run(engine.load(tasks))
-        return engine
-    if len(kinds) > 1:
-        raise SystemExit("extraction and classification tasks run on different models: "
-                         "open them in separate engines")
     manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
     if not manifests:
         raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")

@@ -76,3 +76,28 @@ class Engine:
                 "inference": inference_ms,
             },
         }
+
+
+class EngineGroup:
+    """Engines on different models (encoder, language model) behind one ``run``: each task goes
+    to the engine that loaded it.
+
+    >>> group = EngineGroup([classification_engine, extraction_engine])   # doctest: +SKIP
+    >>> await group.run("telemetry-extract", "Fan 2 stalled")             # doctest: +SKIP
+    """
+
+    def __init__(self, engines: list[Engine]):
+        self.engines = engines
+        self.tasks = {name: task for engine in engines for name, task in engine.tasks.items()}
+
+    def _engine_for(self, name: str) -> Engine:
+        for engine in self.engines:
+            if name in engine.tasks:
+                return engine
+        return self.engines[0]  # its task() raises the unknown / not-loaded error
+
+    def task(self, name: str) -> Task:
+        return self._engine_for(name).task(name)
+
+    async def run(self, task_name: str, text: Any) -> dict[str, Any]:
+        return await self._engine_for(task_name).run(task_name, text)

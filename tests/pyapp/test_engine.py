@@ -64,3 +64,15 @@ def test_bad_input_raises_input_error(engine, bad):
 def test_unknown_and_unloaded_tasks(engine):
     with pytest.raises(KeyError, match="Unknown task"):
         run(engine.run("nope", "x"))
+
+
+def test_classification_and_extraction_tasks_open_together(build_dir):
+    from pyapp.cli import open_engine
+
+    group = open_engine(build_dir, ["telemetry-triage", "telemetry-extract"])
+    assert set(group.tasks) == {"telemetry-triage", "telemetry-extract"}
+    assert group.task("telemetry-extract").kind == "extraction"
+    result = run(group.run("telemetry-triage", "Link down on eth0"))
+    assert result["output"]["label"] == "network"
+    with pytest.raises(KeyError, match="Unknown task"):
+        run(group.run("nope", "x"))
