@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
+from pyapp.vectors import golden_section_min
+
 #: L2 strengths tried by cross-validation (penalty ``l2/2·‖W‖²`` on the mean cross-entropy).
 L2_GRID = (1e-2, 3e-3, 1e-3)
 #: Cap on L-BFGS iterations per fit: enough to converge on standardised features.
@@ -107,20 +109,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         lp = log_softmax(logits / math.exp(log_t))
         return float(-lp[np.arange(len(y)), y].mean())
 
-    lo, hi = math.log(1e-3), math.log(1e3)
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(80):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = nll(b)
-    return math.exp((lo + hi) / 2)
+    return math.exp(golden_section_min(nll, math.log(1e-3), math.log(1e3), iterations=80))
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int = SEED) -> np.ndarray:

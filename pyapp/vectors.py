@@ -40,3 +40,24 @@ def softmax(logits: Sequence[float]) -> Vector:
 def log_softmax_at(logits: Sequence[float], index: int) -> float:
     top = max(logits)
     return logits[index] - top - math.log(math.fsum(math.exp(x - top) for x in logits))
+
+
+def golden_section_min(f, lo: float, hi: float, iterations: int = 60) -> float:
+    """The x in [lo, hi] minimising a unimodal ``f`` (temperature fits use it on log T).
+
+    >>> round(golden_section_min(lambda x: (x - 0.3) ** 2, 0.0, 1.0), 6)
+    0.3
+    """
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = f(a), f(b)
+    for _ in range(iterations):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = f(b)
+    return (lo + hi) / 2

@@ -24,3 +24,15 @@ class EncoderBackend(ABC):
     @abstractmethod
     async def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` including special tokens, without truncation."""
+
+    async def embed_input(self, text: str) -> tuple[list[float], bool, list[str]]:
+        """Embed one user input: (embedding, truncated?, notices for the user)."""
+        from ..textinput import prefix_for_tokens
+
+        notices: list[str] = []
+        truncated = await self.count_tokens(prefix_for_tokens(text, self.max_tokens)) > self.max_tokens
+        if truncated:
+            notices.append(f"Input truncated to the model's {self.max_tokens} tokens "
+                           f"(it has {len(text):,} characters).")
+        (embedding,) = await self.embed([text])
+        return embedding, truncated, notices

@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field, create_model
 
 from .. import vectors
 from ..backends.base import EncoderBackend
-from ..textinput import prefix_for_tokens
 from .base import DEFAULT_THRESHOLD, Prediction, Task
 
 _BATCH = 16
@@ -138,15 +137,7 @@ class ClassificationTask(Task):
     async def predict(self, text: str, encoder: EncoderBackend) -> Prediction:
         if self._prototypes is None:
             raise RuntimeError(f"task {self.name!r} is not loaded")
-        notices: list[str] = []
-        n_tokens = await encoder.count_tokens(prefix_for_tokens(text, encoder.max_tokens))
-        truncated = n_tokens > encoder.max_tokens
-        if truncated:
-            notices.append(
-                f"Input truncated to the model's {encoder.max_tokens} tokens "
-                f"(it has {len(text):,} characters)."
-            )
-        (embedding,) = await encoder.embed([text])
+        embedding, truncated, notices = await encoder.embed_input(text)
         probs = self.probabilities(embedding)
         best = max(range(len(probs)), key=probs.__getitem__)
         output = self._output_model(
@@ -189,18 +180,5 @@ def fit_temperature(by_label: list[list[list[float]]]) -> float:
         t = math.exp(log_t)
         return -math.fsum(vectors.log_softmax_at([s / t for s in sims], li) for sims, li in items)
 
-    # Golden-section search on log T over [0.002, 1]: NLL is unimodal in T for this model.
-    lo, hi = math.log(0.002), 0.0
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(60):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = nll(b)
-    return math.exp((lo + hi) / 2)
+    # NLL is unimodal in T for this model; search log T over [0.002, 1].
+    return math.exp(vectors.golden_section_min(nll, math.log(0.002), 0.0))

@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field, create_model
 
 from .. import vectors
 from ..backends.base import EncoderBackend
-from ..textinput import prefix_for_tokens
 from .base import DEFAULT_THRESHOLD, Prediction, Task
 
 
@@ -141,15 +140,7 @@ class LinearHeadTask(Task):
     async def predict(self, text: str, encoder: EncoderBackend) -> Prediction:
         if self._head is None:
             raise RuntimeError(f"task {self.name!r} is not loaded")
-        notices: list[str] = []
-        n_tokens = await encoder.count_tokens(prefix_for_tokens(text, encoder.max_tokens))
-        truncated = n_tokens > encoder.max_tokens
-        if truncated:
-            notices.append(
-                f"Input truncated to the model's {encoder.max_tokens} tokens "
-                f"(it has {len(text):,} characters)."
-            )
-        (embedding,) = await encoder.embed([text])
+        embedding, truncated, notices = await encoder.embed_input(text)
         probs = self.probabilities(embedding)
         best = max(range(len(probs)), key=probs.__getitem__)
         label = self.labels[best]

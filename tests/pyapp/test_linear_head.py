@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from pyapp.backends.base import EncoderBackend
 from pyapp.router import ConfidenceRouter
 from pyapp.tasks import ArtifactMissingError, LinearHeadTask, TrainingData, create_task
 from pyapp.tasks.linear import head_artifact
@@ -11,7 +12,7 @@ from tests.conftest import run
 LABELS = ("alpha", "beta", "oos")
 
 
-class FakeEncoder:
+class FakeEncoder(EncoderBackend):
     """Embeds each known text as a fixed vector; enough to drive predict() without a model."""
 
     name, threads, max_tokens, model_key = "fake", 1, 256, "fake-model"
