@@ -136,6 +136,44 @@ def routing_metrics(
     }
 
 
+def schema_valid_rate(valid: Sequence[bool]) -> float:
+    """Fraction of extraction outputs that are a schema-valid record (NaN for none).
+
+    >>> schema_valid_rate([True, True, False, True])
+    0.75
+    """
+    return sum(bool(v) for v in valid) / len(valid) if valid else math.nan
+
+
+def field_exact_match(gold: Sequence[dict], pred: Sequence[dict | None], field: str) -> float:
+    """Fraction of records whose predicted ``field`` equals the gold one exactly (``None`` is a
+    value: gold null matches predicted null). A missing record (``None``: the output was not
+    valid) counts as wrong.
+
+    >>> field_exact_match([{"a": 1}, {"a": None}, {"a": 2}], [{"a": 1}, {"a": None}, None], "a")
+    0.6666666666666666
+    """
+    _same_length(gold, pred)
+    if not gold:
+        return math.nan
+    return sum(p is not None and field in p and p[field] == g.get(field)
+               for g, p in zip(gold, pred, strict=True)) / len(gold)
+
+
+def fields_exact_match(gold: Sequence[dict], pred: Sequence[dict | None],
+                       fields: Sequence[str]) -> dict[str, float]:
+    """``field_exact_match`` for each of ``fields``, plus ``"all"``: every field right at once.
+
+    >>> fields_exact_match([{"a": 1, "b": 2}, {"a": 1, "b": 3}], [{"a": 1, "b": 2}, {"a": 1, "b": 0}], ["a", "b"])
+    {'a': 1.0, 'b': 0.5, 'all': 0.5}
+    """
+    _same_length(gold, pred)
+    out = {f: field_exact_match(gold, pred, f) for f in fields}
+    out["all"] = (sum(p is not None and all(f in p and p[f] == g.get(f) for f in fields)
+                      for g, p in zip(gold, pred, strict=True)) / len(gold)) if gold else math.nan
+    return out
+
+
 def _same_length(a: Sequence, b: Sequence) -> None:
     if len(a) != len(b):
         raise ValueError(f"length mismatch: {len(a)} vs {len(b)}")

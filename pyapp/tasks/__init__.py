@@ -11,6 +11,7 @@ from .extraction import telemetry_extract
 from .clinc import clinc150_intent
 from .linear import ArtifactMissingError, LinearHeadTask, TrainingData
 from .loghub import loghub_anomaly, loghub_system
+from .loghub_fields import loghub_fields
 from .telemetry import telemetry_triage
 
 TASKS: Mapping[str, Callable[[], Task]] = MappingProxyType(
@@ -20,6 +21,7 @@ TASKS: Mapping[str, Callable[[], Task]] = MappingProxyType(
         "loghub-system": loghub_system,
         "loghub-anomaly": loghub_anomaly,
         "telemetry-extract": telemetry_extract,
+        "loghub-fields": loghub_fields,
     }
 )
 
