@@ -61,6 +61,8 @@ def build_runtime(out: Path, root: Path | None = None, log=print, force: bool = 
         shutil.copy2(node / "pyodide" / name, tmp / "pyodide" / name)
     shutil.copy2(node / "@huggingface/transformers/dist/transformers.min.js",
                  tmp / "transformers" / "transformers.min.js")
+    # The grammar engine for extraction (web/lm.js): XGrammar's UMD bundle, Wasm embedded.
+    shutil.copy2(node / "@mlc-ai/web-xgrammar/lib/index.js", tmp / "transformers" / "web-xgrammar.js")
     # transformers.js must run with the ORT build it was made against (its own dependency);
     # version 4 loads only the asyncify build (Wasm and WebGPU in one binary).
     for path in sorted((node / "onnxruntime-web" / "dist").glob(ORT_FILES)):
