@@ -15,11 +15,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from models.build import load_manifests
 from pyapp import __version__
+from pyapp.tasks import create_task
 
 from .settings import Settings
 
 # web/ files the page and worker load (the app shell).
-SHELL = ("app.js", "worker.js", "env.js", "inference.js", "outbox.js", "modelstore.js",
+SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "outbox.js", "modelstore.js",
          "style.css", "icon.svg", "icons/icon-192.png", "icons/icon-512.png")
 
 
@@ -43,11 +44,20 @@ class Site:
                                       autoescape=select_autoescape(["html"]))
 
     @property
+    def lm_tasks(self) -> list[str]:
+        """Extraction tasks the page runs on the language model (none without a built one)."""
+        if not any(m.task == "text-generation" for m in self.models):
+            return []
+        names = [*self.settings.tasks, *self.settings.lm_tasks]
+        return list(dict.fromkeys(n for n in names if create_task(n).kind == "extraction"))
+
+    @property
     def runtime_base(self) -> str:
         return f"{self.base}runtime/{self.runtime['version']}/"
 
     def page_config(self, escalation: dict | None = None) -> dict[str, Any]:
         encoder = next((m for m in self.models if m.task == "embedding"), None)
+        lm = next((m for m in self.models if m.task == "text-generation"), None)
         return {
             "version": __version__,
             "siteVersion": self.version,
@@ -56,8 +66,12 @@ class Site:
             "modelsBase": f"{self.base}models/",
             "encoder": encoder.model_dump(include={"model_id", "dtype", "max_tokens", "key",
                                                    "estimated_memory_bytes"}) if encoder else None,
+            # The language model for extraction tasks (loaded by the worker on first use).
+            "lm": lm.model_dump(include={"model_id", "dtype", "max_tokens", "key",
+                                         "estimated_memory_bytes"}) if lm else None,
+            "lmTasks": self.lm_tasks,
             "memoryBudgetBytes": self.settings.memory_budget_bytes,
-            "tasks": list(self.settings.tasks),
+            "tasks": [*self.settings.tasks, *(t for t in self.lm_tasks if t not in self.settings.tasks)],
             "taskArtifacts": {n: f"{self.base}tasks/{f}" for n, f in self.task_files.items()},
             "defaultTask": self.settings.default_task,
             "escalation": escalation or {"url": None, "token": None},

@@ -6,6 +6,10 @@
 //                               escalation?: {key, status}}>; an escalated result is stored in
 //                               the outbox before the promise resolves. Rejects with an Error
 //                               whose message is readable and whose name says which kind it was
+//                               onPartial({text, tokens}) is called as an extraction task's
+//                               output streams in (the result panel shows it too)
+//   edgeTriage.cancel()         stops a running extraction within one token; its run() resolves
+//                               with valid: false, stop_reason "cancelled" (escalated)
 //   edgeTriage.status()         {state, stage, backend, threads, crossOriginIsolated, ...}
 //   edgeTriage.outbox()         Promise<[{key, task, text, status, answer, attempts, ...}]>
 import { requestedBackend } from "./env.js";
@@ -67,6 +71,11 @@ const ready = new Promise((resolve, reject) => {
     } else if (data.type === "failed") {
       fail(data.error);
       reject(new Error(data.error));
+    } else if (data.type === "partial") {
+      const entry = pending.get(data.id);
+      state.partial = { text: data.text, tokens: data.tokens };
+      showPartial(data.text);
+      entry?.onPartial?.({ text: data.text, tokens: data.tokens });
     } else if (data.type === "result") {
       const entry = pending.get(data.id);
       pending.delete(data.id);
@@ -150,7 +159,17 @@ function status() {
   return { ...state, config: { version: config.version, tasks: config.tasks } };
 }
 
-async function run(task, text, { escalate = true } = {}) {
+function showPartial(text) {
+  $("result").hidden = false;
+  $("partial").hidden = false;
+  $("partial").textContent = text;
+}
+
+function cancel() {
+  worker?.postMessage({ type: "cancel" });
+}
+
+async function run(task, text, { escalate = true, onPartial = null } = {}) {
   await ready;
   if (typeof text !== "string") {
     const err = new Error(`Text must be a string, got ${text === null ? "null" : typeof text}.`);
@@ -159,7 +178,7 @@ async function run(task, text, { escalate = true } = {}) {
   }
   const result = await new Promise((resolve, reject) => {
     const id = nextId++;
-    pending.set(id, { resolve, reject, started: performance.now() });
+    pending.set(id, { resolve, reject, onPartial, started: performance.now() });
     worker.postMessage({ type: "run", id, task, text });
   });
   if (escalate && result.route === "escalated") {
@@ -186,7 +205,7 @@ window.addEventListener("online", () => outbox.kick({ now: true }));
 outbox.kick();
 
 window.edgeTriage = {
-  ready, run, status, memoryUse, serviceWorker,
+  ready, run, cancel, status, memoryUse, serviceWorker,
   outbox: () => outbox.list(), flushOutbox: () => outbox.kick({ now: true }),
 };
 ready.catch(() => {});
@@ -232,7 +251,9 @@ renderOutbox();
 function render(result) {
   const { output } = result;
   $("result").hidden = false;
-  $("label").textContent = output.label;
+  // Classification: the label; extraction: the record (or why there is none).
+  $("partial").hidden = true;
+  $("label").textContent = output.label ?? (output.record ? "record" : `no record (${output.stop_reason})`);
   $("confidence-bar").value = result.confidence;
   $("confidence").textContent = `${(result.confidence * 100).toFixed(1)}%`;
   $("route").textContent = result.route + (result.reasons.length ? ` (${result.reasons.join("; ")})` : "")
@@ -248,6 +269,7 @@ $("form").addEventListener("submit", async (event) => {
   event.preventDefault();
   showError("");
   $("run").disabled = true;
+  $("cancel").hidden = !(config.lmTasks ?? []).includes($("task").value);
   try {
     render(await run($("task").value, $("text").value));
   } catch (err) {
@@ -255,8 +277,11 @@ $("form").addEventListener("submit", async (event) => {
     showError(err.message);
   } finally {
     $("run").disabled = state.state !== "ready";
+    $("cancel").hidden = true;
   }
 });
+
+$("cancel").addEventListener("click", cancel);
 
 for (const name of config.tasks) {
   const option = document.createElement("option");

@@ -10,6 +10,11 @@ export function useVerifiedFiles(files) {
   verifiedFiles = files;
 }
 
+// More verified files (the language model, loaded later by web/lm.js), keeping those already in use.
+export function addVerifiedFiles(files) {
+  verifiedFiles = new Map([...verifiedFiles, ...files]);
+}
+
 const verifiedCache = {
   async match(request) {
     const url = typeof request === "string" ? request : request.url;

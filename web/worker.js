@@ -1,12 +1,18 @@
 // The inference worker: boots Pyodide from our origin, installs our wheels through our own
 // pyodide-lock.json, and hands every request to Python (pyapp.backends.browser.BrowserApp).
-// Messages in: {type: "init", config} | {type: "run", id, task, text}; out: progress/ready/result.
+// Messages in: {type: "init", config} | {type: "run", id, task, text} | {type: "cancel"};
+// out: progress/ready/result, and {type: "partial", id, text, tokens} while an extraction runs.
 
 import { detectDevice, threadCount } from "./env.js";
 import * as host from "./inference.js";
+import * as lm from "./lm.js";
 import { ShardedModelStore, requestPersistentStorage } from "./modelstore.js";
 
 let app = null;
+let pyodideInstance = null;
+let appConfig = null;
+// Extraction tasks run on the language model, loaded the first time one of them is run.
+let lmApp = null;
 
 function progress(stage, fraction, detail = "") {
   postMessage({ type: "progress", stage, fraction, detail });
@@ -37,11 +43,13 @@ async function init(config) {
   progress("packages", 0.35, "Python packages (pyapp, pydantic)");
   await pyodide.loadPackage(["edge-triage-pyapp"], { messageCallback: () => {}, checkIntegrity: true });
   pyodide.registerJsModule("edge_triage_host", host);
+  pyodide.registerJsModule("edge_triage_lm", lm);
+  pyodideInstance = pyodide;
 
   const { files, stats } = await download;
   host.useVerifiedFiles(files);
   progress("model", 0.55, `Model ${encoder.model_id} on ${device}`);
-  const appConfig = {
+  appConfig = {
     ...config,
     encoder,
     device,
@@ -61,7 +69,8 @@ async function init(config) {
     if (response.ok) appConfig.artifacts[name] = await response.json();
   }
   const { BrowserApp } = pyodide.pyimport("pyapp.backends.browser");
-  app = BrowserApp(JSON.stringify(appConfig));
+  const lmTasks = new Set(config.lmTasks ?? []);
+  app = BrowserApp(JSON.stringify({ ...appConfig, tasks: config.tasks.filter((t) => !lmTasks.has(t)) }));
   progress("tasks", 0.8, "Preparing tasks");
   await app.load();
   const status = JSON.parse(app.status());
@@ -95,8 +104,37 @@ async function downloadModel(config, encoder) {
       progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`),
   });
   const files = await store.ensure(config.modelsBase, manifest);
-  await store.prune(config.modelsBase, [encoder.model_id]);
+  await store.prune(config.modelsBase, [encoder.model_id, ...(config.lm ? [config.lm.model_id] : [])]);
   return { files, stats: store.stats };
+}
+
+async function loadLM() {
+  const { BrowserLMApp } = pyodideInstance.pyimport("pyapp.backends.browser_lm");
+  const instance = BrowserLMApp(JSON.stringify({
+    ...appConfig, device: "wasm",  // q8 on Wasm (README, Extraction); WebGPU not measured
+    xgrammarUrl: `${new URL(appConfig.runtimeBase, location.origin).href}transformers/web-xgrammar.js`,
+  }));
+  await instance.load((fraction, detail) => progress("lm", fraction, detail));
+  return instance;
+}
+
+let lmLoading = null;
+
+async function runExtraction(data) {
+  lm.resetCancel();
+  lmLoading ??= loadLM();
+  try {
+    lmApp = await lmLoading;
+  } catch (err) {
+    lmLoading = null;
+    throw err;
+  }
+  lm.setTokenListener(({ text, tokens }) => postMessage({ type: "partial", id: data.id, text, tokens }));
+  try {
+    return await lmApp.run(data.task, data.text);
+  } finally {
+    lm.setTokenListener(null);
+  }
 }
 
 onmessage = async ({ data }) => {
@@ -108,9 +146,14 @@ onmessage = async ({ data }) => {
     }
     return;
   }
+  if (data.type === "cancel") {
+    lm.cancel();
+    return;
+  }
   if (data.type === "run") {
     try {
-      const reply = JSON.parse(await app.run(data.task, data.text));
+      const reply = JSON.parse(await (appConfig.lmTasks?.includes(data.task)
+        ? runExtraction(data) : app.run(data.task, data.text)));
       postMessage({ type: "result", id: data.id, ...reply });
     } catch (err) {
       postMessage({ type: "result", id: data.id, ok: false,

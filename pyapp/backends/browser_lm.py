@@ -1,0 +1,146 @@
+"""The language model in the browser: a ``TextGenerator`` over web/lm.js (transformers.js +
+web-xgrammar), for extraction tasks in Pyodide.
+
+Besides ``browser.py`` the only Python module that talks to JS. The worker registers
+``edge_triage_lm`` (web/lm.js) before importing us. The prompt, the context budget, the stop
+reasons and the result are the task/generation code CPython runs; only the decode loop itself is
+in JS (pyapp/generation/loop.py's loop, written again there), so per-token work (logits,
+grammar bitmask) never crosses into Python. Cancel and streaming are JS-side too
+(``lm.cancel()``, ``lm.setTokenListener``), driven by the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import edge_triage_lm  # type: ignore[import-not-found]  # registered by web/worker.js
+
+from ..engine import Engine
+from ..generation import Generation, Prompt
+from ..grammar import CompiledGrammar, GrammarEngine, check_schema
+from ..textinput import InputError
+
+
+class JsCompiledGrammar(CompiledGrammar):
+    """A schema compiled by web-xgrammar in the worker; ``key`` names it to ``lm.generate``."""
+
+    def __init__(self, key: str, schema: dict):
+        self.key = key
+        self.schema = schema
+
+    def cursor(self):
+        raise NotImplementedError("the browser decode loop walks the grammar in JS (web/lm.js)")
+
+
+class JsGrammarEngine(GrammarEngine):
+    """web-xgrammar with pyapp/grammar/xgrammar_engine.py's options. Compiling is async in JS,
+    so ``prepare`` compiles ahead (at task load) and ``compile_json_schema`` returns that."""
+
+    name = "web-xgrammar"
+
+    def __init__(self):
+        self._compiled: dict[str, JsCompiledGrammar] = {}
+
+    async def prepare(self, schema: dict) -> None:
+        key = json.dumps(schema)  # not sorted: properties in the schema's order, as CPython
+        if key not in self._compiled:
+            check_schema(schema)
+            await edge_triage_lm.compileSchema(key)
+            self._compiled[key] = JsCompiledGrammar(key, schema)
+
+    def compile_json_schema(self, schema: dict) -> JsCompiledGrammar:
+        key = json.dumps(schema)
+        if key not in self._compiled:
+            raise RuntimeError("schema not prepared: call `await engine.prepare(schema)` first")
+        return self._compiled[key]
+
+
+class BrowserTextGenerator:
+    def __init__(self, config: dict[str, Any]):
+        lm = config["lm"]
+        self.config = config
+        self.name = config.get("device", "wasm")
+        self.threads = int(config.get("threads", 1)) if self.name == "wasm" else 1
+        self.dtype = lm["dtype"]
+        self.model_key = f"{lm['key']}:{self.dtype}"
+        self.max_tokens = int(lm["max_tokens"])
+        self._engine = JsGrammarEngine()
+
+    async def load(self, on_progress=None) -> None:
+        options = {"modelsBase": self.config["modelsBase"], "lm": self.config["lm"],
+                   "device": self.name, "transformersEnv": self.config["transformersEnv"],
+                   "xgrammarUrl": self.config["xgrammarUrl"]}
+        info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))
+        self.eos_ids = frozenset(info["eos_ids"])
+
+    def grammar_engine(self) -> JsGrammarEngine:
+        return self._engine
+
+    def encode(self, text: str) -> list[int]:
+        return json.loads(edge_triage_lm.encode(text))
+
+    def decode(self, ids: list[int]) -> str:
+        return edge_triage_lm.decode(json.dumps(ids))
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """``text`` cut at a token boundary to at most ``max_tokens`` tokens (as CPython's, which
+        cuts at the token's character offset; here the decoded prefix gives that offset)."""
+        ids = self.encode(text[: max_tokens * 100])
+        if len(ids) <= max_tokens and len(text) <= max_tokens * 100:
+            return text, False
+        prefix = self.decode(ids[:max_tokens])
+        return (text[: len(prefix)] if text.startswith(prefix) else prefix), True
+
+    async def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    async def generate(self, prompt: Prompt, grammar=None, max_new_tokens: int = 128,
+                       cancel=None, on_token=None) -> Generation:
+        # As OnnxTextGenerator.generate_sync (pyapp/backends/cpython_lm.py), decode loop in JS.
+        ids = self.encode(prompt.render())
+        budget = min(max_new_tokens, self.max_tokens - len(ids))
+        started = time.perf_counter()
+        raw = json.loads(await edge_triage_lm.generate(json.dumps({
+            "ids": ids, "grammar": grammar.key if grammar is not None else None,
+            "max_new_tokens": max(0, budget)})))
+        gen = Generation(raw["token_ids"], raw["stop_reason"], raw["choices"],
+                         timings=raw["timings"])
+        if budget < max_new_tokens and gen.stop_reason == "max_new_tokens":
+            gen.stop_reason = "context"
+        gen.text = self.decode(gen.token_ids)
+        gen.timings["total_s"] = time.perf_counter() - started
+        gen.prompt_tokens = len(ids)
+        return gen
+
+
+class BrowserLMApp:
+    """What the worker calls for extraction tasks: JSON in, JSON out (as ``BrowserApp``)."""
+
+    def __init__(self, config_json: str):
+        self.config = json.loads(config_json)
+        self.generator = BrowserTextGenerator(self.config)
+        self.engine = Engine(self.generator)  # type: ignore[arg-type]
+
+    async def load(self, on_progress=None) -> None:
+        from ..tasks import create_task
+
+        await self.generator.load(on_progress)
+        names = list(self.config["lmTasks"])
+        for name in names:
+            await self.generator.grammar_engine().prepare(create_task(name).schema)
+        await self.engine.load(names)
+
+    async def run(self, task: str, text: Any) -> str:
+        try:
+            result = await self.engine.run(task, text)
+        except InputError as e:
+            return json.dumps({"ok": False, "error": {"type": "InputError", "message": str(e)}})
+        except KeyError as e:
+            return json.dumps({"ok": False, "error": {"type": "TaskError", "message": str(e)}})
+        return json.dumps({"ok": True, "result": result})
+
+    def status(self) -> str:
+        return json.dumps({"backend": self.generator.name, "threads": self.generator.threads,
+                           "tasks": sorted(self.engine.tasks), "dtype": self.generator.dtype})

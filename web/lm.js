@@ -1,0 +1,189 @@
+// The language model in the worker: SmolLM2 through the transformers.js module that
+// web/inference.js configures (our origin only), the grammar from @mlc-ai/web-xgrammar (Wasm,
+// the same C++ engine as PyPI xgrammar), and the greedy decode loop of
+// pyapp/generation/loop.py written once more in JS so that no per-token work (logits, bitmask)
+// crosses into Python. Python (pyapp/backends/browser_lm.py) builds the prompt, tokenises it
+// through encode(), calls generate() once per request and turns the JSON it returns into a
+// Generation; everything after that is the same task code as under CPython.
+//
+// Loaded lazily, the first time an extraction task runs: classification never pays for it.
+
+import { addVerifiedFiles, configureTransformers } from "./inference.js";
+import { ShardedModelStore } from "./modelstore.js";
+
+// Steps with more allowed tokens than this are free text (pyapp/generation/loop.py CHOICE_MAX).
+const CHOICE_MAX = 64;
+
+let lm = null;
+let cancelRequested = false;
+let onToken = null;
+const grammars = new Map();
+
+// Called by the worker when a run starts, and when the page asks to cancel.
+export function resetCancel() { cancelRequested = false; }
+export function cancel() { cancelRequested = true; }
+// fn({tokens, text}) after every generated token (streaming to the page).
+export function setTokenListener(fn) { onToken = fn; }
+
+// options: {modelsBase, lm: {model_id, dtype, variants, max_tokens}, transformersEnv,
+// xgrammarUrl, device}; onProgress(fraction, detail). Returns JSON of what Python needs.
+export async function load(optionsJson, onProgress = () => {}) {
+  if (lm) return lm.info;
+  const options = JSON.parse(optionsJson);
+  const { modelsBase, device } = options;
+  const { model_id, dtype } = options.lm;
+  const response = await fetch(`${modelsBase}${model_id}/manifest.json`);
+  if (!response.ok) throw new Error(`LM manifest: HTTP ${response.status}`);
+  const manifest = await response.json();
+  // Only the variant in use: the other ONNX file is never downloaded.
+  const wanted = manifest.variants?.[dtype];
+  const others = new Set(Object.values(manifest.variants ?? {}).filter((p) => p !== wanted));
+  const subset = { ...manifest, files: manifest.files.filter((f) => !others.has(f.path) && !f.path.startsWith("checks/")) };
+  const store = new ShardedModelStore({
+    onProgress: ({ done, total, fraction }) =>
+      onProgress(0.8 * fraction, `Language model ${(done / 2 ** 20).toFixed(0)} / ${(total / 2 ** 20).toFixed(0)} MiB`),
+  });
+  const files = await store.ensure(modelsBase, subset);
+  addVerifiedFiles(files);
+  const transformers = await configureTransformers(options.transformersEnv);
+  onProgress(0.85, "Language model: loading");
+  const tokenizer = await transformers.AutoTokenizer.from_pretrained(model_id);
+  const model = await transformers.AutoModelForCausalLM.from_pretrained(model_id, { dtype, device });
+  const session = model.sessions.model;
+  const config = model.config;
+  const layers = config.num_hidden_layers;
+  const kvHeads = config.num_key_value_heads ?? config.num_attention_heads;
+  const headDim = config.head_dim ?? config.hidden_size / config.num_attention_heads;
+  const vocabSize = config.vocab_size;
+  const generation = JSON.parse(new TextDecoder().decode(files.get(pathOf(modelsBase, model_id, "generation_config.json"))));
+  const eos = [generation.eos_token_id ?? 2].flat();
+
+  onProgress(0.95, "Grammar engine (XGrammar)");
+  await import(options.xgrammarUrl);  // UMD bundle: defines globalThis.xgrammar
+  const xgr = globalThis.xgrammar;
+  // The vocabulary as pyapp/grammar/xgrammar_engine.py gives it to xgrammar under CPython.
+  const tok = JSON.parse(new TextDecoder().decode(files.get(pathOf(modelsBase, model_id, "tokenizer.json"))));
+  const vocab = { ...tok.model.vocab };
+  for (const added of tok.added_tokens ?? []) if (!(added.content in vocab)) vocab[added.content] = added.id;
+  const encoded = new Array(vocabSize).fill("");
+  for (const [text, i] of Object.entries(vocab)) if (i < vocabSize) encoded[i] = text;
+  const info = await xgr.TokenizerInfo.createTokenizerInfo(encoded, "byte_level", false, vocabSize, [...eos].sort((a, b) => a - b));
+  const compiler = await xgr.GrammarCompiler.createGrammarCompiler(info);
+
+  const Tensor = transformers.Tensor;
+  const empty = new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, headDim]).ort_tensor;
+  lm = {
+    tokenizer, model, session, layers, vocabSize, eos: new Set(eos), xgr, compiler, Tensor, empty,
+    info: JSON.stringify({ vocab_size: vocabSize, eos_ids: eos, model_id, dtype, max_tokens: options.lm.max_tokens,
+                           device, threads: options.transformersEnv.threads ?? 1 }),
+  };
+  onProgress(1, "Language model ready");
+  return lm.info;
+}
+
+function pathOf(modelsBase, modelId, file) {
+  return new URL(`${modelsBase}${modelId}/${file}`, location.origin).pathname;
+}
+
+// Compiled once per schema, with the options of pyapp/grammar/xgrammar_engine.py
+// (compact JSON: no free whitespace, no indent, "," and ":" separators, strict).
+export async function compileSchema(schemaJson) {
+  if (!grammars.has(schemaJson)) {
+    const compiled = await lm.compiler.compileJSONSchema(schemaJson, false, -1, [",", ":"], true);
+    grammars.set(schemaJson, compiled);
+  }
+  return schemaJson;
+}
+
+export function encode(text) {
+  return JSON.stringify(Array.from(lm.tokenizer.encode(text, { add_special_tokens: false })));
+}
+
+export function decode(idsJson) {
+  return lm.tokenizer.decode(JSON.parse(idsJson), { skip_special_tokens: true });
+}
+
+// One forward pass: feeds as OnnxCausalLM._run in pyapp/backends/cpython_lm.py.
+async function forward(ids, past, offset) {
+  const { Tensor, session, layers, vocabSize } = lm;
+  const n = ids.length;
+  const feeds = {
+    input_ids: new Tensor("int64", BigInt64Array.from(ids, BigInt), [1, n]).ort_tensor,
+    attention_mask: new Tensor("int64", new BigInt64Array(offset + n).fill(1n), [1, offset + n]).ort_tensor,
+    position_ids: new Tensor("int64", BigInt64Array.from({ length: n }, (_, i) => BigInt(offset + i)), [1, n]).ort_tensor,
+  };
+  for (let i = 0; i < layers; i++) {
+    feeds[`past_key_values.${i}.key`] = past ? past[2 * i] : lm.empty;
+    feeds[`past_key_values.${i}.value`] = past ? past[2 * i + 1] : lm.empty;
+  }
+  const out = await session.run(feeds);
+  const width = out.logits.dims[2];
+  // The last position's row only (a copy of one vocabulary vector, then the output is freed).
+  const logits = out.logits.data.slice((n - 1) * width, (n - 1) * width + vocabSize);
+  out.logits.dispose?.();
+  const present = [];
+  for (let i = 0; i < layers; i++) present.push(out[`present.${i}.key`], out[`present.${i}.value`]);
+  if (past) for (const t of past) t.dispose?.();
+  return { logits, past: present, length: offset + n };
+}
+
+// Greedy pick among allowed tokens: (token, its probability renormalised over the allowed
+// tokens, number allowed), as pyapp/generation/sampling.py GreedyKernel.pick (first maximum).
+function pick(logits, bitmask) {
+  const V = lm.vocabSize;
+  let best = -1, bestValue = -Infinity, allowed = 0;
+  for (let i = 0; i < V; i++) {
+    if (bitmask && !((bitmask[i >> 5] >>> (i & 31)) & 1)) continue;
+    allowed++;
+    if (best < 0 || logits[i] > bestValue) { best = i; bestValue = logits[i]; }
+  }
+  if (allowed === 1) return [best, 1.0, 1];
+  let sum = 0;
+  for (let i = 0; i < V; i++) {
+    if (bitmask && !((bitmask[i >> 5] >>> (i & 31)) & 1)) continue;
+    sum += Math.fround(Math.exp(Math.fround(logits[i] - bestValue)));
+  }
+  return [best, 1 / sum, allowed];
+}
+
+// request: {ids, grammar (a compileSchema key or null), max_new_tokens}. Resolves with the JSON
+// of {token_ids, stop_reason, choices, timings} (the fields of pyapp.generation.Generation).
+export async function generate(requestJson) {
+  const { ids, grammar, max_new_tokens: maxNew } = JSON.parse(requestJson);
+  const clock = () => performance.now() / 1000;
+  const t0 = clock();
+  let state = await forward(ids, null, 0);
+  const timings = { prefill_s: clock() - t0, forward_s: 0, constraint_s: 0 };
+  // terminateWithoutStopToken: isTerminated() once the JSON value is closed, which is when
+  // xgrammar's is_completed() says so under CPython (the stop token is never run).
+  const matcher = grammar ? await lm.xgr.GrammarMatcher.createGrammarMatcher(grammars.get(grammar), undefined, true) : null;
+  const out = [], choices = [];
+  let reason = "max_new_tokens";
+  try {
+    while (out.length < maxNew) {
+      if (cancelRequested) { reason = "cancelled"; break; }
+      let t = clock();
+      const bitmask = matcher ? await matcher.getNextTokenBitmask() : null;
+      const [token, prob, allowed] = pick(state.logits, bitmask);
+      if (matcher && !matcher.acceptToken(token)) throw new Error(`grammar rejected token ${token} it allowed`);
+      timings.constraint_s += clock() - t;
+      if (allowed > 1 && allowed <= CHOICE_MAX) choices.push(prob);
+      if (lm.eos.has(token)) { reason = "eos"; break; }
+      out.push(token);
+      if (onToken) onToken({ tokens: out.length, text: lm.tokenizer.decode(out, { skip_special_tokens: true }) });
+      if (matcher && matcher.isTerminated()) { reason = "grammar"; break; }
+      if (out.length >= maxNew) break;
+      // Let a cancel message in before the next forward pass.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (cancelRequested) { reason = "cancelled"; break; }
+      t = clock();
+      state = await forward([token], state.past, state.length);
+      timings.forward_s += clock() - t;
+    }
+  } finally {
+    matcher?.dispose();
+    for (const tensor of state.past) tensor.dispose?.();
+  }
+  timings.decode_tokens = out.length;
+  return JSON.stringify({ token_ids: out, stop_reason: reason, choices, timings });
+}
