@@ -62,7 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def known_tasks(settings: Settings) -> list[str]:
-    return [name for name in settings.tasks if name in TASKS]
+    return [name for name in dict.fromkeys([*settings.tasks, *settings.lm_tasks]) if name in TASKS]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

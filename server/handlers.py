@@ -61,7 +61,9 @@ class EngineHandler:
     def from_settings(cls, settings: Settings) -> EngineHandler:
         from pyapp.cli import open_engine
 
-        return cls(lambda: open_engine(settings.build_dir, list(settings.tasks)))
+        from .site import available_tasks
+
+        return cls(lambda: open_engine(settings.build_dir, available_tasks(settings)))
 
     async def resolve(self, case: Case) -> dict[str, Any]:
         async with self._lock:

@@ -19,9 +19,7 @@ class Settings:
     build_dir: Path = ROOT / "build"
     default_task: str = "telemetry-triage"
     tasks: tuple[str, ...] = ("telemetry-triage", "clinc150-intent", "loghub-system", "loghub-anomaly")
-    # Extraction tasks the page offers (language model, loaded in the browser on first use). Kept
-    # apart from ``tasks`` because the server's engine handler (pyapp.cli.open_engine) opens one
-    # engine per model kind and refuses a mix of classification and extraction tasks.
+    # Extraction tasks the page offers (language model, loaded in the browser on first use).
     lm_tasks: tuple[str, ...] = ("telemetry-extract",)
     extra: dict = field(default_factory=dict)
     # The seed's figure: models whose estimated memory exceeds it are not loaded in the browser.

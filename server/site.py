@@ -24,6 +24,25 @@ SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "outbox.js", 
          "style.css", "icon.svg", "icons/icon-192.png", "icons/icon-512.png")
 
 
+def available_tasks(settings: Settings) -> list[str]:
+    """The configured tasks this build can run: trained tasks need their artifact (their data may
+    be absent), extraction tasks need the built language model."""
+    from pyapp.tasks import LinearHeadTask, create_task
+
+    index = settings.tasks_dir / "index.json"
+    artifacts = json.loads(index.read_text()) if index.exists() else {}
+    has_lm = any(m.task == "text-generation" for m in load_manifests(settings.models_dir))
+    names = []
+    for name in dict.fromkeys([*settings.tasks, *settings.lm_tasks]):
+        task = create_task(name)
+        if isinstance(task, LinearHeadTask) and name not in artifacts:
+            continue
+        if task.kind == "extraction" and not has_lm:
+            continue
+        names.append(name)
+    return names
+
+
 class Site:
     """Everything about one build that the page, service worker and export need."""
 
@@ -39,17 +58,17 @@ class Site:
         self.models = load_manifests(settings.models_dir)
         artifacts = settings.tasks_dir / "index.json"
         files = json.loads(artifacts.read_text()) if artifacts.exists() else {}
-        self.task_files = {name: f for name, f in files.items() if name in settings.tasks}
+        self.tasks = available_tasks(settings)
+        self.task_files = {name: f for name, f in files.items() if name in self.tasks}
         self._templates = Environment(loader=FileSystemLoader(settings.web_dir),
                                       autoescape=select_autoescape(["html"]))
 
     @property
     def lm_tasks(self) -> list[str]:
-        """Extraction tasks the page runs on the language model (none without a built one)."""
-        if not any(m.task == "text-generation" for m in self.models):
-            return []
-        names = [*self.settings.tasks, *self.settings.lm_tasks]
-        return list(dict.fromkeys(n for n in names if create_task(n).kind == "extraction"))
+        """Extraction tasks: the page runs them on the language model, loaded on first use."""
+        from pyapp.tasks import create_task
+
+        return [n for n in self.tasks if create_task(n).kind == "extraction"]
 
     @property
     def runtime_base(self) -> str:
@@ -71,7 +90,7 @@ class Site:
                                          "estimated_memory_bytes"}) if lm else None,
             "lmTasks": self.lm_tasks,
             "memoryBudgetBytes": self.settings.memory_budget_bytes,
-            "tasks": [*self.settings.tasks, *(t for t in self.lm_tasks if t not in self.settings.tasks)],
+            "tasks": self.tasks,
             "taskArtifacts": {n: f"{self.base}tasks/{f}" for n, f in self.task_files.items()},
             "defaultTask": self.settings.default_task,
             "escalation": escalation or {"url": None, "token": None},

@@ -125,3 +125,10 @@ def test_health_and_manifest(client):
     task = next(t for t in manifest["tasks"] if t["name"] == "telemetry-triage")
     assert task["schema"]["properties"]["label"]["enum"] == [
         "thermal", "power", "network", "storage", "mechanical", "sensor", "software"]
+
+
+def test_tasks_that_this_build_cannot_run_are_not_offered(tmp_path):
+    from server.site import available_tasks
+
+    bare = Settings(build_dir=tmp_path)  # no trained artifacts, no language model
+    assert available_tasks(bare) == ["telemetry-triage"]

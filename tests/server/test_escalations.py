@@ -129,7 +129,8 @@ def test_invalid_cases_are_422_with_a_readable_message_and_write_nothing(client,
 def test_an_unknown_task_is_422_and_writes_nothing(client, app):
     r = client.post("/api/escalations", json=new_case(task="no-such-task"), headers=AUTH)
     assert r.status_code == 422
-    known = ", ".join(app.state.settings.tasks)
+    settings = app.state.settings
+    known = ", ".join(dict.fromkeys([*settings.tasks, *settings.lm_tasks]))
     assert r.json()["detail"] == f"Unknown task 'no-such-task'; known tasks: {known}."
     assert r.json()["errors"][0]["loc"] == ["task"]
     assert rows(app) == 0
