@@ -95,7 +95,11 @@ def test_registry_has_both_telemetry_tasks():
 
 
 def test_schemabench_limit_5(generator):
+    from models.trainingdata import data_root
     from pyapp.grammar.schemabench import run_schemabench
+
+    if not (data_root() / "jsonschemabench" / "glaiveai2k_dev.jsonl").exists():
+        pytest.skip("JSONSchemaBench data not present")
 
     # A short budget keeps this fast; the full run (256 tokens) is `edge-triage schemabench`.
     report = run_schemabench(generator, "glaiveai2k", limit=5, max_new_tokens=32)
