@@ -61,6 +61,7 @@ const ready = new Promise((resolve, reject) => {
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   worker.onmessage = ({ data }) => {
     if (data.type === "progress") setProgress(data.stage, data.fraction, data.detail);
+    else if (data.type === "lm-cached") state.lmCached = true;
     else if (data.type === "ready") {
       Object.assign(state, data.status, { state: "ready" });
       $("progress-box").hidden = true;
@@ -94,7 +95,8 @@ const ready = new Promise((resolve, reject) => {
     fail(`Worker error: ${event.message}`);
     reject(new Error(event.message));
   };
-  worker.postMessage({ type: "init", config: { ...config, backend } });
+  const prefetch = new URLSearchParams(location.search).get("prefetch") !== "0";
+  worker.postMessage({ type: "init", config: { ...config, backend, prefetch } });
 });
 
 // --- offline: the service worker --------------------------------------------------------------

@@ -27,11 +27,9 @@ export function setTokenListener(fn) { onToken = fn; }
 
 // options: {modelsBase, lm: {model_id, dtype, variants, max_tokens}, transformersEnv,
 // xgrammarUrl, device}; onProgress(fraction, detail). Returns JSON of what Python needs.
-export async function load(optionsJson, onProgress = () => {}) {
-  if (lm) return lm.info;
-  const options = JSON.parse(optionsJson);
-  const { modelsBase, device } = options;
-  const { model_id, dtype } = options.lm;
+// The language model's files (the variant in use only), downloaded and verified into the model
+// store; returns them. Also used ahead of time so extraction works offline after one visit.
+export async function fetchFiles(modelsBase, { model_id, dtype }, onProgress = () => {}) {
   const response = await fetch(`${modelsBase}${model_id}/manifest.json`);
   if (!response.ok) throw new Error(`LM manifest: HTTP ${response.status}`);
   const manifest = await response.json();
@@ -41,9 +39,17 @@ export async function load(optionsJson, onProgress = () => {}) {
   const subset = { ...manifest, files: manifest.files.filter((f) => !others.has(f.path) && !f.path.startsWith("checks/")) };
   const store = new ShardedModelStore({
     onProgress: ({ done, total, fraction }) =>
-      onProgress(0.8 * fraction, `Language model ${(done / 2 ** 20).toFixed(0)} / ${(total / 2 ** 20).toFixed(0)} MiB`),
+      onProgress(fraction, `Language model ${(done / 2 ** 20).toFixed(0)} / ${(total / 2 ** 20).toFixed(0)} MiB`),
   });
-  const files = await store.ensure(modelsBase, subset);
+  return store.ensure(modelsBase, subset);
+}
+
+export async function load(optionsJson, onProgress = () => {}) {
+  if (lm) return lm.info;
+  const options = JSON.parse(optionsJson);
+  const { modelsBase, device } = options;
+  const { model_id, dtype } = options.lm;
+  const files = await fetchFiles(modelsBase, options.lm, (fraction, detail) => onProgress(0.8 * fraction, detail));
   addVerifiedFiles(files);
   const transformers = await configureTransformers(options.transformersEnv);
   onProgress(0.85, "Language model: loading");

@@ -81,6 +81,7 @@ async function init(config) {
               bootMs: performance.now() - started, modelFiles: stats,
               estimatedMemoryBytes: encoder.estimated_memory_bytes },
   });
+  prefetchLM(config);
 }
 
 // Over the memory budget: take the first variant that fits, else refuse before downloading.
@@ -106,6 +107,18 @@ async function downloadModel(config, encoder) {
   const files = await store.ensure(config.modelsBase, manifest);
   await store.prune(config.modelsBase, [encoder.model_id, ...(config.lm ? [config.lm.model_id] : [])]);
   return { files, stats: store.stats };
+}
+
+// Online, after boot: fetch the language model's files into the verified store (not into memory
+// for good), so extraction also works after the network goes. ?prefetch=0 skips it.
+async function prefetchLM(config) {
+  if (!config.lm || !config.lmTasks?.length || !config.prefetch || !navigator.onLine) return;
+  try {
+    await lm.fetchFiles(config.modelsBase, config.lm);
+    postMessage({ type: "lm-cached" });
+  } catch (err) {
+    console.warn(`language model prefetch: ${err.message}`);
+  }
 }
 
 async function loadLM() {

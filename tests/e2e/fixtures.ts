@@ -33,7 +33,8 @@ export const test = base.extend<Fixtures>({
 
 export { expect };
 
-export async function openApp(page: Page, query = "?backend=wasm") {
+// Tests skip the background download of the language model (?prefetch=0) unless they test it.
+export async function openApp(page: Page, query = "?backend=wasm&prefetch=0") {
   await page.goto(`/${query}`);
   return page.evaluate(() => (window as any).edgeTriage.ready);
 }

@@ -15,7 +15,7 @@ async function swReady(page) {
 }
 
 test("after one visit the app reloads and classifies with the network off", async ({ app, context }) => {
-  await openApp(app, "");
+  await openApp(app, "?prefetch=0");
   await swReady(app);
   await context.setOffline(true);
   await app.reload();
@@ -24,6 +24,22 @@ test("after one visit the app reloads and classifies with the network off", asyn
   expect(status.crossOriginIsolated).toBe(true);
   expect(status.modelFiles.downloaded).toBe(0);
   expect((await classify(app, "Filesystem /data is 99% full")).output.label).toBe("storage");
+  await context.setOffline(false);
+});
+
+test("after one visit, extraction works offline too (the language model was fetched ahead)", async ({ app, context }) => {
+  test.setTimeout(900_000);
+  await openApp(app, "?backend=wasm");
+  await swReady(app);
+  await app.waitForFunction(() => (window as any).edgeTriage.status().lmCached === true, null, { timeout: 600_000 });
+  await context.setOffline(true);
+  await app.reload();
+  await app.evaluate(() => (window as any).edgeTriage.ready);
+  const result = await app.evaluate(() => (window as any).edgeTriage.run(
+    "telemetry-extract", "Error: Fan speed threshold exceeded on Node 4B.", { escalate: false }));
+  expect(result.valid).toBe(true);
+  expect(Object.keys(result.output.record)).toEqual(["category", "severity", "component", "action_required", "summary"]);
+  expect((await classify(app, "Link down on eth0")).output.label).toBe("network");
   await context.setOffline(false);
 });
 
@@ -38,7 +54,7 @@ test("Chromium reports the app installable", async ({ baseURL, browserName }, te
   context.on("request", (r) => { if (new URL(r.url()).origin !== new URL(baseURL!).origin) offOrigin.push(r.url()); });
   try {
     const page = context.pages()[0] ?? (await context.newPage());
-    await openApp(page, "");
+    await openApp(page, "?prefetch=0");
     await swReady(page);
     const cdp = await context.newCDPSession(page);
     const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
