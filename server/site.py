@@ -86,8 +86,7 @@ class Site:
             "encoder": encoder.model_dump(include={"model_id", "dtype", "max_tokens", "key",
                                                    "estimated_memory_bytes"}) if encoder else None,
             # The language model for extraction tasks (loaded by the worker on first use).
-            "lm": lm.model_dump(include={"model_id", "dtype", "max_tokens", "key",
-                                         "estimated_memory_bytes"}) if lm else None,
+            "lm": self._lm_config(lm) if lm else None,
             "lmTasks": self.lm_tasks,
             "memoryBudgetBytes": self.settings.memory_budget_bytes,
             "tasks": self.tasks,
@@ -95,6 +94,21 @@ class Site:
             "defaultTask": self.settings.default_task,
             "escalation": escalation or {"url": None, "token": None},
         }
+
+    def _lm_config(self, lm) -> dict[str, Any]:
+        """The language model and its variants in order of preference, each with its memory
+        estimate, so the page can take the first that fits the budget (or refuse)."""
+        from models.llm import estimate_memory
+
+        config = lm.model_dump(include={"model_id", "dtype", "max_tokens", "key",
+                                        "estimated_memory_bytes"})
+        sizes = {f.path: f.size for f in lm.files}
+        order = [lm.dtype, *(d for d in lm.variants if d != lm.dtype)]
+        config["variants"] = [
+            {"dtype": d, "estimated_memory_bytes": estimate_memory(sizes[lm.variants[d]], d)}
+            for d in order if lm.variants.get(d) in sizes
+        ]
+        return config
 
     def render_index(self, config: dict) -> str:
         return self._templates.get_template("index.html").render(

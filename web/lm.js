@@ -44,12 +44,25 @@ export async function fetchFiles(modelsBase, { model_id, dtype }, onProgress = (
   return store.ensure(modelsBase, subset);
 }
 
+// The first variant whose memory estimate fits next to the encoder's within the budget; a clear
+// refusal, before any download, when none does.
+export function chooseVariant({ lm, encoder, memoryBudgetBytes: budget }) {
+  const variants = lm.variants?.length ? lm.variants : [{ dtype: lm.dtype, estimated_memory_bytes: lm.estimated_memory_bytes }];
+  const used = encoder?.estimated_memory_bytes ?? 0;
+  const pick = variants.find((v) => !budget || used + v.estimated_memory_bytes <= budget);
+  if (pick) return { ...lm, dtype: pick.dtype, estimated_memory_bytes: pick.estimated_memory_bytes };
+  const need = Math.min(...variants.map((v) => v.estimated_memory_bytes)) + used;
+  const mib = (b) => (b / 2 ** 20).toFixed(0);
+  throw new Error(`The language model needs about ${mib(need)} MiB of memory with the encoder, over this deployment's budget of ${mib(budget)} MiB; no smaller variant fits.`);
+}
+
 export async function load(optionsJson, onProgress = () => {}) {
   if (lm) return lm.info;
   const options = JSON.parse(optionsJson);
   const { modelsBase, device } = options;
-  const { model_id, dtype } = options.lm;
-  const files = await fetchFiles(modelsBase, options.lm, (fraction, detail) => onProgress(0.8 * fraction, detail));
+  const chosen = chooseVariant(options);
+  const { model_id, dtype } = chosen;
+  const files = await fetchFiles(modelsBase, chosen, (fraction, detail) => onProgress(0.8 * fraction, detail));
   addVerifiedFiles(files);
   const transformers = await configureTransformers(options.transformersEnv);
   onProgress(0.85, "Language model: loading");

@@ -114,7 +114,7 @@ async function downloadModel(config, encoder) {
 async function prefetchLM(config) {
   if (!config.lm || !config.lmTasks?.length || !config.prefetch || !navigator.onLine) return;
   try {
-    await lm.fetchFiles(config.modelsBase, config.lm);
+    await lm.fetchFiles(config.modelsBase, lm.chooseVariant(config));
     postMessage({ type: "lm-cached" });
   } catch (err) {
     console.warn(`language model prefetch: ${err.message}`);

@@ -69,11 +69,16 @@ class BrowserTextGenerator:
         self._engine = JsGrammarEngine()
 
     async def load(self, on_progress=None) -> None:
+        # The budget and the encoder's estimate let lm.js pick the variant that fits (or refuse).
         options = {"modelsBase": self.config["modelsBase"], "lm": self.config["lm"],
                    "device": self.name, "transformersEnv": self.config["transformersEnv"],
-                   "xgrammarUrl": self.config["xgrammarUrl"]}
+                   "xgrammarUrl": self.config["xgrammarUrl"],
+                   "encoder": self.config.get("encoder"),
+                   "memoryBudgetBytes": self.config.get("memoryBudgetBytes")}
         info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))
         self.eos_ids = frozenset(info["eos_ids"])
+        self.dtype = info["dtype"]
+        self.model_key = f"{self.config['lm']['key']}:{self.dtype}"
 
     def grammar_engine(self) -> JsGrammarEngine:
         return self._engine

@@ -128,3 +128,34 @@ test("the model's memory estimate is checked against the budget before download"
   const error = await app.evaluate(() => (window as any).edgeTriage.ready.then(() => null, (e: Error) => e.message));
   expect(error).toContain("over this deployment's budget");
 });
+
+async function withBudget(page, bytes: number) {
+  await page.route((url) => url.pathname === "/", async (route) => {
+    const response = await route.fetch();
+    const html = (await response.text()).replace('"memoryBudgetBytes": 1200000000', `"memoryBudgetBytes": ${bytes}`);
+    await route.fulfill({ response, body: html });
+  });
+}
+
+test("over budget, the smaller language-model variant is chosen", async ({ app, requests }) => {
+  test.setTimeout(900_000);
+  // 700 MB: the encoder (~174 MiB) and q8 (~980 MiB) do not fit, q4 (~400 MiB) does.
+  await withBudget(app, 700_000_000);
+  await openApp(app);
+  // Cancel at the first streamed token: the variant is known by then, and q4 decodes slowly on Wasm.
+  const result = await app.evaluate(() => (window as any).edgeTriage.run(
+    "telemetry-extract", "PSU 2 failed, running on redundant supply",
+    { escalate: false, onPartial: () => (window as any).edgeTriage.cancel() }));
+  expect(result.output.stop_reason).toBe("cancelled");
+  expect(requests.some((u) => /SmolLM2.*\/shards\/onnx__model_q4\.onnx\.\d{3}$/.test(u))).toBe(true);
+  expect(requests.some((u) => /SmolLM2.*\/shards\/onnx__model_quantized\.onnx\.\d{3}$/.test(u))).toBe(false);
+});
+
+test("when no language-model variant fits the budget, extraction is refused before download", async ({ app, requests }) => {
+  await withBudget(app, 300_000_000);
+  await openApp(app);
+  const refusal = await app.evaluate(() => (window as any).edgeTriage.run(
+    "telemetry-extract", "PSU 2 failed", { escalate: false }).then(() => null, (e: Error) => e.message));
+  expect(refusal).toContain("over this deployment's budget");
+  expect(requests.some((u) => /SmolLM2.*\/shards\//.test(u))).toBe(false);
+});
