@@ -225,8 +225,13 @@ async function showMemory() {
 }
 
 // --- the outbox panel -----------------------------------------------------------------------
+let renderSeq = 0;
 async function renderOutbox() {
+  // Changes arrive in bursts; only the newest render may paint, or an older read of the
+  // outbox that finishes last would show a stale state.
+  const seq = ++renderSeq;
   const records = await outbox.list();
+  if (seq !== renderSeq) return;
   const counts = { pending: 0, sent: 0, answered: 0, failed: 0 };
   for (const r of records) counts[r.status]++;
   $("outbox-summary").textContent = records.length

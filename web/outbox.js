@@ -38,6 +38,9 @@ export class EscalationOutbox extends EventTarget {
     this.db = openDb();
     this.flushing = null;
     this.timer = null;
+    // The service worker's outbox (Background Sync) changes records too: hear about it here.
+    this.channel = typeof BroadcastChannel === "undefined" ? null : new BroadcastChannel(DB_NAME);
+    if (this.channel) this.channel.onmessage = ({ data }) => this.dispatchEvent(new CustomEvent("change", { detail: data }));
     if (url) this.saveEndpoint();
   }
 
@@ -105,6 +108,7 @@ export class EscalationOutbox extends EventTarget {
 
   changed(record) {
     this.dispatchEvent(new CustomEvent("change", { detail: record }));
+    this.channel?.postMessage(record);
   }
 
   // Send what is pending and ask about what was sent; safe to call any time, runs one at a time.
