@@ -50,3 +50,14 @@ def link_tree(src: Path, dst: Path) -> None:
             shutil.copy2(path, target)
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
+
+
+def list_files(folder: Path):
+    """Every file under ``folder`` but manifest.json, as manifest entries (path, size, sha256)."""
+    from pyapp.manifest import ModelFile
+
+    return [
+        ModelFile(path=p.relative_to(folder).as_posix(), size=p.stat().st_size, sha256=sha256_file(p))
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    ]

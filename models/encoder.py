@@ -8,9 +8,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from pyapp.manifest import ModelFile, ModelManifest
+from pyapp.manifest import ModelManifest
 
-from .cache import content_key, sha256_file
+from .cache import content_key, list_files
 from .weightquant import quantize_weights_int8
 
 NAME = "all-MiniLM-L6-v2"
@@ -146,11 +146,7 @@ def build_encoder(out: Path, key: str, log: Log = print) -> ModelManifest:
         if cosine < MIN_COSINE:
             raise RuntimeError(f"quantised model drifted: min cosine {cosine:.4f} < {MIN_COSINE}")
     log("[4/4] writing manifest")
-    files = [
-        ModelFile(path=p.relative_to(out).as_posix(), size=p.stat().st_size, sha256=sha256_file(p))
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    ]
+    files = list_files(out)
     manifest = ModelManifest(
         name=NAME,
         model_id=f"{NAME}-{key[:12]}",

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pyapp.manifest import ModelFile, ModelManifest
+from pyapp.manifest import ModelManifest
 
-from .cache import content_key, sha256_file
+from .cache import content_key, list_files
 from .weightquant import quantize_weights_int8
 
 NAME = "SmolLM2-135M-Instruct"
@@ -355,11 +355,7 @@ def build_llm(out: Path, key: str, log: Log = print) -> ModelManifest:
     if checks["greedy_min_prefix_q8"] < CHECK_TOKENS:
         raise RuntimeError(f"8-bit model diverges from the source model: {checks}")
     log("[5/5] writing manifest")
-    files = [
-        ModelFile(path=p.relative_to(out).as_posix(), size=p.stat().st_size, sha256=sha256_file(p))
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    ]
+    files = list_files(out)
     manifest = ModelManifest(
         name=NAME,
         model_id=f"{NAME}-{key[:12]}",

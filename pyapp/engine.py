@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from .backends.base import EncoderBackend
 from .router import ConfidenceRouter
 from .tasks import Task, create_task
-from .textinput import clean
+from .textinput import InputError, clean
 
 Progress = Callable[[str, float], None]
 
@@ -101,3 +102,15 @@ class EngineGroup:
 
     async def run(self, task_name: str, text: Any) -> dict[str, Any]:
         return await self._engine_for(task_name).run(task_name, text)
+
+
+async def run_as_json(engine: Engine | EngineGroup, task_name: str, text: Any) -> str:
+    """``engine.run`` as a JSON reply for the browser worker: ``{"ok": true, "result": …}`` or
+    ``{"ok": false, "error": {"type", "message"}}`` for bad input and unknown tasks."""
+    try:
+        result = await engine.run(task_name, text)
+    except InputError as e:
+        return json.dumps({"ok": False, "error": {"type": "InputError", "message": str(e)}})
+    except KeyError as e:
+        return json.dumps({"ok": False, "error": {"type": "TaskError", "message": str(e)}})
+    return json.dumps({"ok": True, "result": result})

@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from models.build import load_manifests
 from pyapp import __version__
-from pyapp.tasks import create_task
+from pyapp.tasks import LinearHeadTask, create_task
 
 from .settings import Settings
 
@@ -27,8 +27,6 @@ SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "outbox.js", 
 def available_tasks(settings: Settings) -> list[str]:
     """The configured tasks this build can run: trained tasks need their artifact (their data may
     be absent), extraction tasks need the built language model."""
-    from pyapp.tasks import LinearHeadTask, create_task
-
     index = settings.tasks_dir / "index.json"
     artifacts = json.loads(index.read_text()) if index.exists() else {}
     has_lm = any(m.task == "text-generation" for m in load_manifests(settings.models_dir))
@@ -66,8 +64,6 @@ class Site:
     @property
     def lm_tasks(self) -> list[str]:
         """Extraction tasks: the page runs them on the language model, loaded on first use."""
-        from pyapp.tasks import create_task
-
         return [n for n in self.tasks if create_task(n).kind == "extraction"]
 
     @property

@@ -13,8 +13,7 @@ import edge_triage_host  # type: ignore[import-not-found]  # registered by web/w
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
 from transformers_js_py import import_transformers_js  # type: ignore[import-not-found]
 
-from ..engine import Engine
-from ..textinput import InputError
+from ..engine import Engine, run_as_json
 from .base import EncoderBackend
 
 
@@ -79,13 +78,7 @@ class BrowserApp:
                                artifacts=self.config.get("artifacts") or {})
 
     async def run(self, task: str, text: Any) -> str:
-        try:
-            result = await self.engine.run(task, text)
-        except InputError as e:
-            return json.dumps({"ok": False, "error": {"type": "InputError", "message": str(e)}})
-        except KeyError as e:
-            return json.dumps({"ok": False, "error": {"type": "TaskError", "message": str(e)}})
-        return json.dumps({"ok": True, "result": result})
+        return await run_as_json(self.engine, task, text)
 
     def status(self) -> str:
         return json.dumps({"backend": self.encoder.name, "threads": self.encoder.threads,

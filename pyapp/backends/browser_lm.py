@@ -17,10 +17,9 @@ from typing import Any
 
 import edge_triage_lm  # type: ignore[import-not-found]  # registered by web/worker.js
 
-from ..engine import Engine
+from ..engine import Engine, run_as_json
 from ..generation import Generation, Prompt
 from ..grammar import CompiledGrammar, GrammarEngine, check_schema
-from ..textinput import InputError
 
 
 class JsCompiledGrammar(CompiledGrammar):
@@ -138,13 +137,7 @@ class BrowserLMApp:
         await self.engine.load(names)
 
     async def run(self, task: str, text: Any) -> str:
-        try:
-            result = await self.engine.run(task, text)
-        except InputError as e:
-            return json.dumps({"ok": False, "error": {"type": "InputError", "message": str(e)}})
-        except KeyError as e:
-            return json.dumps({"ok": False, "error": {"type": "TaskError", "message": str(e)}})
-        return json.dumps({"ok": True, "result": result})
+        return await run_as_json(self.engine, task, text)
 
     def status(self) -> str:
         return json.dumps({"backend": self.generator.name, "threads": self.generator.threads,
