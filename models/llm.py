@@ -311,10 +311,11 @@ def greedy_tokens(model_path: Path, input_ids: list[int], n: int, threads: int =
     return lm.greedy(input_ids, n)
 
 
-def estimate_memory(model_bytes: int, dtype: str) -> int:
+def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS) -> int:
     """int8 weights are dequantised to float at load (×4 more), 4-bit ones are not; plus the KV
-    cache at MAX_TOKENS (30 layers × 2 × 3 heads × 64 × 4 bytes) and 96 MiB for the runtime."""
-    kv = 30 * 2 * 3 * 64 * 4 * MAX_TOKENS
+    cache at ``tokens`` of context (30 layers × 2 × 3 heads × 64 × 4 bytes a token) and 96 MiB
+    for the runtime."""
+    kv = 30 * 2 * 3 * 64 * 4 * tokens
     weights = model_bytes * (5 if dtype == "q8" else 2)
     return weights + kv + 96 * 2**20
 

@@ -95,13 +95,18 @@ class Site:
         """The language model and its variants in order of preference, each with its memory
         estimate, so the page can take the first that fits the budget (or refuse)."""
         from models.llm import estimate_memory
+        from pyapp.tasks.extraction import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
+
+        # The page's extraction never holds more context than input + answer + the prompt's
+        # instructions and examples (~512 tokens), not the model's full 2,048.
+        context = MAX_INPUT_TOKENS + MAX_NEW_TOKENS + 512
 
         config = lm.model_dump(include={"model_id", "dtype", "max_tokens", "key",
                                         "estimated_memory_bytes"})
         sizes = {f.path: f.size for f in lm.files}
         order = [lm.dtype, *(d for d in lm.variants if d != lm.dtype)]
         config["variants"] = [
-            {"dtype": d, "estimated_memory_bytes": estimate_memory(sizes[lm.variants[d]], d)}
+            {"dtype": d, "estimated_memory_bytes": estimate_memory(sizes[lm.variants[d]], d, context)}
             for d in order if lm.variants.get(d) in sizes
         ]
         return config
