@@ -41,6 +41,17 @@ class Prototypes:
 _PROTOTYPE_CACHE: dict[str, Prototypes] = {}
 
 
+def label_output_model(task_name: str, labels: tuple[str, ...]) -> type[BaseModel]:
+    """The output every classification task returns: one of its labels, a confidence in [0, 1]
+    and the probability of each label."""
+    return create_model(
+        f"{task_name.title().replace('-', '')}Output",
+        label=(Literal[labels], ...),
+        confidence=(float, Field(ge=0.0, le=1.0)),
+        scores=(dict[str, float], ...),
+    )
+
+
 class ClassificationTask(Task):
     """
     >>> task = ClassificationTask("demo", [Label("a", "A", ("x",)), Label("b", "B", ("y",))])
@@ -68,12 +79,7 @@ class ClassificationTask(Task):
         self.labels = labels
         self.description = description
         self.threshold = threshold
-        self._output_model = create_model(
-            f"{name.title().replace('-', '')}Output",
-            label=(Literal[tuple(label.name for label in labels)], ...),
-            confidence=(float, Field(ge=0.0, le=1.0)),
-            scores=(dict[str, float], ...),
-        )
+        self._output_model = label_output_model(name, tuple(label.name for label in labels))
         self._prototypes: Prototypes | None = None
 
     @property

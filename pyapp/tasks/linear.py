@@ -12,13 +12,14 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel
 
 from .. import vectors
 from ..backends.base import EncoderBackend
 from .base import DEFAULT_THRESHOLD, Prediction, Task
+from .classification import label_output_model
 
 
 class ArtifactMissingError(RuntimeError):
@@ -90,12 +91,7 @@ class LinearHeadTask(Task):
         self.description = description
         self.threshold = threshold
         self.escalate_labels = frozenset(escalate_labels)
-        self._output_model = create_model(
-            f"{name.title().replace('-', '')}Output",
-            label=(Literal[self.labels], ...),
-            confidence=(float, Field(ge=0.0, le=1.0)),
-            scores=(dict[str, float], ...),
-        )
+        self._output_model = label_output_model(name, self.labels)
         self._head: Head | None = None
         self._artifact: dict | None = None
 
