@@ -111,12 +111,8 @@ class BrowserTextGenerator:
             "max_new_tokens": max(0, budget)})))
         gen = Generation(raw["token_ids"], raw["stop_reason"], raw["choices"],
                          timings=raw["timings"])
-        if budget < max_new_tokens and gen.stop_reason == "max_new_tokens":
-            gen.stop_reason = "context"
-        gen.text = self.decode(gen.token_ids)
-        gen.timings["total_s"] = time.perf_counter() - started
-        gen.prompt_tokens = len(ids)
-        return gen
+        return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
+                          time.perf_counter() - started)
 
 
 class BrowserLMApp:

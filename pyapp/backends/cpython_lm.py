@@ -165,9 +165,5 @@ class OnnxTextGenerator:
         gen = decode_greedy(self.lm, ids, kernel=self._kernel, cursor=cursor,
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                             cancel=cancel, on_token=on_token)
-        if budget < max_new_tokens and gen.stop_reason == "max_new_tokens":
-            gen.stop_reason = "context"
-        gen.text = self.decode(gen.token_ids)
-        gen.timings["total_s"] = time.perf_counter() - started
-        gen.prompt_tokens = len(ids)
-        return gen
+        return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
+                          time.perf_counter() - started)

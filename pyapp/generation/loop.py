@@ -39,6 +39,17 @@ class Generation:
     prompt_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
+    def finish(self, text: str, prompt_tokens: int, requested: int, budget: int,
+               elapsed_s: float) -> Generation:
+        """What both runtimes fill in after the loop, the same way: a token limit set by the
+        context window (``budget`` < ``requested``) is reported as "context"."""
+        if budget < requested and self.stop_reason == "max_new_tokens":
+            self.stop_reason = "context"
+        self.text = text
+        self.prompt_tokens = prompt_tokens
+        self.timings["total_s"] = elapsed_s
+        return self
+
     @property
     def complete(self) -> bool:
         return self.stop_reason in COMPLETE
