@@ -122,6 +122,13 @@ export function decode(idsJson) {
   return lm.tokenizer.decode(JSON.parse(idsJson), { skip_special_tokens: true });
 }
 
+// An output's values on the CPU. On WebGPU transformers.js asks for present.* on the GPU
+// ("gpu-buffer", fed back as the next past without a copy) and logits stay on the CPU; a GPU
+// tensor is downloaded here in case a build of transformers.js places logits there too.
+async function readable(tensor) {
+  return tensor.location === "gpu-buffer" ? tensor.getData() : tensor.data;
+}
+
 // One forward pass: feeds as OnnxCausalLM._run in pyapp/backends/cpython_lm.py.
 async function forward(ids, past, offset) {
   const { Tensor, session, layers, vocabSize } = lm;
@@ -138,7 +145,8 @@ async function forward(ids, past, offset) {
   const out = await session.run(feeds);
   const width = out.logits.dims[2];
   // The last position's row only (a copy of one vocabulary vector, then the output is freed).
-  const logits = out.logits.data.slice((n - 1) * width, (n - 1) * width + vocabSize);
+  const all = await readable(out.logits);
+  const logits = all.slice((n - 1) * width, (n - 1) * width + vocabSize);
   out.logits.dispose?.();
   const present = [];
   for (let i = 0; i < layers; i++) present.push(out[`present.${i}.key`], out[`present.${i}.value`]);

@@ -124,7 +124,8 @@ async function prefetchLM(config) {
 async function loadLM() {
   const { BrowserLMApp } = pyodideInstance.pyimport("pyapp.backends.browser_lm");
   const instance = BrowserLMApp(JSON.stringify({
-    ...appConfig, device: "wasm",  // q8 on Wasm (README, Extraction); WebGPU not measured
+    // appConfig.device: the page's device, so WebGPU when the page runs on it, else Wasm.
+    ...appConfig,
     xgrammarUrl: `${new URL(appConfig.runtimeBase, location.origin).href}transformers/web-xgrammar.js`,
   }));
   await instance.load((fraction, detail) => progress("lm", fraction, detail));

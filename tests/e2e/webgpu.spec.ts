@@ -32,3 +32,39 @@ test("?backend=wasm overrides WebGPU", async ({ app }) => {
   expect(status.backend).toBe("wasm");
   expect((await classify(app, TEXTS[0])).backend).toBe("wasm");
 });
+
+// SmolLM2 on onnxruntime-web's WebGPU EP (SwiftShader here): ~6 min to the first token and
+// ~20 s a token on this 2-core machine, so a whole record (~50 tokens) would take ~20 min. The
+// run is cancelled once the category value (the first token the model chooses among several) is
+// out, and that greedy prefix is compared with CPython's; full records are checked on Wasm.
+test("extraction runs on WebGPU: greedy prefix equals CPython's up to the category, then cancel", async ({ app }) => {
+  test.setTimeout(900_000);
+  const batch = join(mkdtempSync(join(tmpdir(), "webgpu-")), "texts.json");
+  writeFileSync(batch, JSON.stringify([TEXTS[0]]));
+  const [cpython] = execFileSync(".venv/bin/edge-triage", ["run", "telemetry-extract", "--batch", batch],
+    { encoding: "utf8" }).trim().split("\n").map((l) => JSON.parse(l));
+  const status = await openApp(app, "?prefetch=0");
+  expect(status.backend).toBe("webgpu");
+  const run = await app.evaluate(async (text) => {
+    const api = (window as any).edgeTriage;
+    const started = performance.now();
+    const stamps: number[] = [];
+    const result = await api.run("telemetry-extract", text, {
+      escalate: false,
+      onPartial: ({ text: partial }: any) => {
+        stamps.push(performance.now());
+        if (/^\{"category":"[a-z]+",/.test(partial)) api.cancel();
+      },
+    });
+    return { result, firstTokenMs: stamps[0] - started, stamps };
+  }, TEXTS[0]);
+  const { result, stamps } = run;
+  const decode = (stamps.length - 1) / ((stamps[stamps.length - 1] - stamps[0]) / 1000);
+  console.log(`WebGPU extraction: LM load + prefill to the first token ${(run.firstTokenMs / 1000).toFixed(0)} s; ` +
+    `decode ${decode.toFixed(3)} tok/s over ${stamps.length} tokens; text ${result.output.text}`);
+  expect(result.backend).toBe("webgpu");
+  expect(result.output.stop_reason).toBe("cancelled");
+  expect(result.valid).toBe(false);
+  expect(result.output.text).toMatch(/^\{"category":"[a-z]+",/);
+  expect(cpython.output.text.startsWith(result.output.text), `${result.output.text} vs ${cpython.output.text}`).toBe(true);
+});
