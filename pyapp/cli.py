@@ -95,7 +95,7 @@ def _open_encoder_engine(build_dir: Path, tasks: list[str]):
     return engine
 
 
-def open_generator(build_dir: Path, dtype: str | None = None):
+def open_generator(build_dir: Path, dtype: str | None = None, threads: int | None = None):
     """The built language model under onnxruntime (``pyapp.backends.cpython_lm``)."""
     from models.build import load_manifests
     from pyapp.backends.cpython_lm import OnnxTextGenerator
@@ -103,15 +103,16 @@ def open_generator(build_dir: Path, dtype: str | None = None):
     manifests = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
     if not manifests:
         raise SystemExit(f"no language model in {build_dir / 'models'}: run `make` first")
-    return OnnxTextGenerator.from_dir(build_dir / "models" / manifests[0].model_id, dtype)
+    return OnnxTextGenerator.from_dir(build_dir / "models" / manifests[0].model_id, dtype, threads)
 
 
 def cmd_schemabench(args) -> int:
     from pyapp.grammar.schemabench import run_schemabench
 
-    report = run_schemabench(open_generator(_build_dir(args), args.dtype), args.set,
+    report = run_schemabench(open_generator(_build_dir(args), args.dtype, args.threads), args.set,
                              limit=args.limit, max_new_tokens=args.max_new_tokens,
-                             log=lambda line: print(line, file=sys.stderr, flush=True))
+                             log=lambda line: print(line, file=sys.stderr, flush=True),
+                             sample=args.sample)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -269,8 +270,12 @@ def parser() -> argparse.ArgumentParser:
                         "outputs that validate (SET: glaiveai2k, github_easy or a .jsonl path)")
     sb.add_argument("set")
     sb.add_argument("--limit", type=int, default=None, help="first N schemas only")
+    sb.add_argument("--sample", type=int, default=None,
+                    help="N schemas chosen by a hash of their id (reproducible, whole file)")
     sb.add_argument("--max-new-tokens", type=int, default=256)
     sb.add_argument("--dtype", default=None, help="model variant (default: the manifest's)")
+    sb.add_argument("--threads", type=int, default=None,
+                    help="onnxruntime threads (default: up to 4); 1 to run two sets side by side")
     sb.set_defaults(func=cmd_schemabench)
 
     lb = sub.add_parser("lm-bench", help="decode tokens/s with and without the grammar constraint")

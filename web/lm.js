@@ -86,6 +86,8 @@ export async function load(optionsJson, onProgress = () => {}) {
   for (const added of tok.added_tokens ?? []) if (!(added.content in vocab)) vocab[added.content] = added.id;
   const encoded = new Array(vocabSize).fill("");
   for (const [text, i] of Object.entries(vocab)) if (i < vocabSize) encoded[i] = text;
+  // Special tokens as empty strings, never allowed inside the JSON (as xgrammar_engine.py).
+  for (const added of tok.added_tokens ?? []) if (added.special && added.id < vocabSize) encoded[added.id] = "";
   const info = await xgr.TokenizerInfo.createTokenizerInfo(encoded, "byte_level", false, vocabSize, [...eos].sort((a, b) => a - b));
   const compiler = await xgr.GrammarCompiler.createGrammarCompiler(info);
 
@@ -93,6 +95,7 @@ export async function load(optionsJson, onProgress = () => {}) {
   const empty = new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, headDim]).ort_tensor;
   lm = {
     tokenizer, model, session, layers, vocabSize, eos: new Set(eos), xgr, compiler, Tensor, empty,
+    vocabTexts: encoded,
     info: JSON.stringify({ vocab_size: vocabSize, eos_ids: eos, model_id, dtype, max_tokens: options.lm.max_tokens,
                            device, threads: options.transformersEnv.threads ?? 1 }),
   };
@@ -154,29 +157,86 @@ async function forward(ids, past, offset) {
   return { logits, past: present, length: offset + n };
 }
 
+// The vocabulary as the grammar sees it (token texts by id), for pyapp/generation/closing.py.
+export function vocabulary() {
+  return JSON.stringify(lm.vocabTexts);
+}
+
+// Closing mode (pyapp/generation/closing.py): groups = token ids per CLOSING_GROUPS (ascending),
+// inString = the group indexes that apply inside a string, quotes = {id: text} of the tokens
+// with a quote or backslash. Computed once by Python from vocabulary().
+let closing = null;
+export function setClosing(planJson) {
+  const { groups, in_string: inString, quotes, avoid_window: avoidWindow } = JSON.parse(planJson);
+  closing = { groups: groups.map((ids) => Int32Array.from(ids)), inString, avoidWindow,
+              quotes: new Map(Object.entries(quotes).map(([id, text]) => [Number(id), text])) };
+}
+
+// pyapp/generation/closing.py string_state: [inside a string, after a backslash there].
+function stringState([inside, escaped], text) {
+  for (const ch of text) {
+    if (escaped) escaped = false;
+    else if (inside && ch === "\\") escaped = true;
+    else if (ch === '"') inside = !inside;
+  }
+  return [inside, escaped];
+}
+
+// pyapp/generation/closing.py repeats: the last tokens are one sequence of at most 8 tokens
+// repeated (spanning at least 8 tokens and 3 periods).
+function repeats(tokens) {
+  for (let period = 1; period <= 8; period++) {
+    const span = Math.max(8, 3 * period);
+    if (tokens.length < span) break;
+    const start = tokens.length - span;
+    let loop = true;
+    for (let i = start + period; i < tokens.length && loop; i++) loop = tokens[i] === tokens[i - period];
+    if (loop) return true;
+  }
+  return false;
+}
+
+const isAllowed = (bitmask, i) => ((bitmask[i >> 5] >>> (i & 31)) & 1) === 1;
+
 // Greedy pick among allowed tokens: (token, its probability renormalised over the allowed
 // tokens, number allowed), as pyapp/generation/sampling.py GreedyKernel.pick (first maximum).
-function pick(logits, bitmask) {
+// With prefer (id groups in order), the token is the best allowed one of the first group that
+// has one, else (with avoid, a Set) the best allowed one not in avoid; probability and count
+// stay over everything the grammar allows.
+function pick(logits, bitmask, prefer = null, avoid = null) {
   const V = lm.vocabSize;
-  let best = -1, bestValue = -Infinity, allowed = 0;
+  let best = -1, bestValue = -Infinity, allowed = 0, fresh = -1, freshValue = -Infinity;
   for (let i = 0; i < V; i++) {
-    if (bitmask && !((bitmask[i >> 5] >>> (i & 31)) & 1)) continue;
+    if (bitmask && !isAllowed(bitmask, i)) continue;
     allowed++;
     if (best < 0 || logits[i] > bestValue) { best = i; bestValue = logits[i]; }
+    if (avoid && !avoid.has(i) && (fresh < 0 || logits[i] > freshValue)) { fresh = i; freshValue = logits[i]; }
   }
+  let preferred = false;
+  for (const ids of prefer ?? []) {
+    let chosen = -1, chosenValue = -Infinity;
+    for (const i of ids) {
+      if (i >= V || !isAllowed(bitmask, i)) continue;
+      if (chosen < 0 || logits[i] > chosenValue) { chosen = i; chosenValue = logits[i]; }
+    }
+    if (chosen >= 0) { best = chosen; bestValue = chosenValue; preferred = true; break; }
+  }
+  // No closing token allowed: the best allowed token not among the last ones (closing.py).
+  if (!preferred && avoid && avoid.size && fresh >= 0) { best = fresh; bestValue = freshValue; }
   if (allowed === 1) return [best, 1.0, 1];
   let sum = 0;
   for (let i = 0; i < V; i++) {
-    if (bitmask && !((bitmask[i >> 5] >>> (i & 31)) & 1)) continue;
+    if (bitmask && !isAllowed(bitmask, i)) continue;
     sum += Math.fround(Math.exp(Math.fround(logits[i] - bestValue)));
   }
   return [best, 1 / sum, allowed];
 }
 
-// request: {ids, grammar (a compileSchema key or null), max_new_tokens}. Resolves with the JSON
-// of {token_ids, stop_reason, choices, timings} (the fields of pyapp.generation.Generation).
+// request: {ids, grammar (a compileSchema key or null), max_new_tokens, close_at (closing mode
+// from this many tokens on, or null)}. Resolves with the JSON of {token_ids, stop_reason,
+// choices, timings, closed_early} (the fields of pyapp.generation.Generation).
 export async function generate(requestJson) {
-  const { ids, grammar, max_new_tokens: maxNew } = JSON.parse(requestJson);
+  const { ids, grammar, max_new_tokens: maxNew, close_at: closeAt = null } = JSON.parse(requestJson);
   const clock = () => performance.now() / 1000;
   const t0 = clock();
   let state = await forward(ids, null, 0);
@@ -184,19 +244,24 @@ export async function generate(requestJson) {
   // terminateWithoutStopToken: isTerminated() once the JSON value is closed, which is when
   // xgrammar's is_completed() says so under CPython (the stop token is never run).
   const matcher = grammar ? await lm.xgr.GrammarMatcher.createGrammarMatcher(grammars.get(grammar), undefined, true) : null;
+  const closeFrom = matcher && closing && closeAt !== null ? closeAt : null;
   const out = [], choices = [];
-  let reason = "max_new_tokens";
+  let reason = "max_new_tokens", closed = false, textState = [false, false];
   try {
     while (out.length < maxNew) {
       if (cancelRequested) { reason = "cancelled"; break; }
       let t = clock();
       const bitmask = matcher ? await matcher.getNextTokenBitmask() : null;
-      const [token, prob, allowed] = pick(state.logits, bitmask);
+      if (closeFrom !== null && !closed && (out.length >= closeFrom || repeats(out))) closed = true;  // stays on
+      const prefer = closed ? (textState[0] ? closing.inString.map((g) => closing.groups[g]) : closing.groups) : null;
+      const avoid = closed ? new Set(out.slice(-closing.avoidWindow)) : null;
+      const [token, prob, allowed] = pick(state.logits, bitmask, prefer, avoid);
       if (matcher && !matcher.acceptToken(token)) throw new Error(`grammar rejected token ${token} it allowed`);
       timings.constraint_s += clock() - t;
       if (allowed > 1 && allowed <= CHOICE_MAX) choices.push(prob);
       if (lm.eos.has(token)) { reason = "eos"; break; }
       out.push(token);
+      if (closing) textState = closing.quotes.has(token) ? stringState(textState, closing.quotes.get(token)) : [textState[0], false];
       if (onToken) onToken({ tokens: out.length, text: lm.tokenizer.decode(out, { skip_special_tokens: true }) });
       if (matcher && matcher.isTerminated()) { reason = "grammar"; break; }
       if (out.length >= maxNew) break;
@@ -212,5 +277,5 @@ export async function generate(requestJson) {
     for (const tensor of state.past) tensor.dispose?.();
   }
   timings.decode_tokens = out.length;
-  return JSON.stringify({ token_ids: out, stop_reason: reason, choices, timings });
+  return JSON.stringify({ token_ids: out, stop_reason: reason, choices, timings, closed_early: closed });
 }

@@ -3,7 +3,7 @@
 // Messages in: {type: "init", config} | {type: "run", id, task, text} | {type: "cancel"};
 // out: progress/ready/result, and {type: "partial", id, text, tokens} while an extraction runs.
 
-import { detectDevice, threadCount } from "./env.js";
+import { detectDevice, languageModelDevice, threadCount } from "./env.js";
 import * as host from "./inference.js";
 import * as lm from "./lm.js";
 import { ShardedModelStore, requestPersistentStorage } from "./modelstore.js";
@@ -21,7 +21,9 @@ function progress(stage, fraction, detail = "") {
 async function init(config) {
   const base = new URL(config.runtimeBase, location.origin).href;
   const started = performance.now();
-  const { device, reason } = await detectDevice(config.backend);
+  const detected = await detectDevice(config.backend);
+  const { device, reason } = detected;
+  const lmDevice = languageModelDevice(detected, config.backend);
   const threads = threadCount();
 
   const encoder = chooseWithinBudget(config.encoderVariants ?? [config.encoder], config.memoryBudgetBytes);
@@ -53,6 +55,7 @@ async function init(config) {
     ...config,
     encoder,
     device,
+    lmDevice,
     threads,
     transformersUrl: `${base}transformers/transformers.min.js`,
     transformersEnv: {
@@ -124,8 +127,11 @@ async function prefetchLM(config) {
 async function loadLM() {
   const { BrowserLMApp } = pyodideInstance.pyimport("pyapp.backends.browser_lm");
   const instance = BrowserLMApp(JSON.stringify({
-    // appConfig.device: the page's device, so WebGPU when the page runs on it, else Wasm.
+    // The page's device (WebGPU when the page runs on it), except on a software adapter
+    // (env.js languageModelDevice).
     ...appConfig,
+    device: appConfig.lmDevice.device,
+    lmDeviceReason: appConfig.lmDevice.reason,
     xgrammarUrl: `${new URL(appConfig.runtimeBase, location.origin).href}transformers/web-xgrammar.js`,
   }));
   await instance.load((fraction, detail) => progress("lm", fraction, detail));

@@ -19,7 +19,10 @@ import edge_triage_lm  # type: ignore[import-not-found]  # registered by web/wor
 
 from ..engine import Engine, run_as_json
 from ..generation import Generation, Prompt
-from ..grammar import CompiledGrammar, GrammarEngine, check_schema
+from ..generation.closing import (AVOID_WINDOW, IN_STRING_GROUPS, closing_starts_at,
+                                  closing_token_ids, quote_tokens)
+from ..grammar import CompiledGrammar, GrammarEngine, enforceable
+from ..grammar.coverage import check_web_xgrammar
 
 
 class JsCompiledGrammar(CompiledGrammar):
@@ -43,11 +46,14 @@ class JsGrammarEngine(GrammarEngine):
         self._compiled: dict[str, JsCompiledGrammar] = {}
 
     async def prepare(self, schema: dict) -> None:
-        key = json.dumps(schema)  # not sorted: properties in the schema's order, as CPython
+        key = json.dumps(schema)
         if key not in self._compiled:
-            check_schema(schema)
-            await edge_triage_lm.compileSchema(key)
-            self._compiled[key] = JsCompiledGrammar(key, schema)
+            # What CPython compiles: the enforceable rewrite, properties in the schema's order.
+            rewritten = enforceable(schema)
+            check_web_xgrammar(rewritten)
+            compiled = json.dumps(rewritten)
+            await edge_triage_lm.compileSchema(compiled)
+            self._compiled[key] = JsCompiledGrammar(compiled, schema)
 
     def compile_json_schema(self, schema: dict) -> JsCompiledGrammar:
         key = json.dumps(schema)
@@ -75,6 +81,10 @@ class BrowserTextGenerator:
                    "encoder": self.config.get("encoder"),
                    "memoryBudgetBytes": self.config.get("memoryBudgetBytes")}
         info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))
+        vocab = [(text, i) for i, text in enumerate(json.loads(edge_triage_lm.vocabulary()))]
+        edge_triage_lm.setClosing(json.dumps({
+            "groups": closing_token_ids(vocab), "in_string": list(IN_STRING_GROUPS),
+            "quotes": quote_tokens(vocab), "avoid_window": AVOID_WINDOW}))
         self.eos_ids = frozenset(info["eos_ids"])
         self.dtype = info["dtype"]
         self.model_key = f"{self.config['lm']['key']}:{self.dtype}"
@@ -108,9 +118,10 @@ class BrowserTextGenerator:
         started = time.perf_counter()
         raw = json.loads(await edge_triage_lm.generate(json.dumps({
             "ids": ids, "grammar": grammar.key if grammar is not None else None,
-            "max_new_tokens": max(0, budget)})))
+            "max_new_tokens": max(0, budget),
+            "close_at": closing_starts_at(max(0, budget)) if grammar is not None else None})))
         gen = Generation(raw["token_ids"], raw["stop_reason"], raw["choices"],
-                         timings=raw["timings"])
+                         timings=raw["timings"], closed_early=raw["closed_early"])
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..generation import DecodeState, Generation, Prompt, decode_greedy
+from ..generation.closing import closing_starts_at, closing_token_ids, quote_tokens
 from ..generation.sampling import GreedyKernel
 from ..manifest import ModelManifest
 
@@ -118,6 +119,8 @@ class OnnxTextGenerator:
         self.eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
         self._grammar_engine = None
         self._kernel = GreedyKernel(self.lm.vocab_size)
+        vocab = self._tokenizer.get_vocab(with_added_tokens=True).items()
+        self._closing = (self._kernel.group_masks(closing_token_ids(vocab)), quote_tokens(vocab))
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, dtype: str | None = None,
@@ -164,6 +167,7 @@ class OnnxTextGenerator:
         started = time.perf_counter()
         gen = decode_greedy(self.lm, ids, kernel=self._kernel, cursor=cursor,
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
-                            cancel=cancel, on_token=on_token)
+                            cancel=cancel, on_token=on_token,
+                            closing=(closing_starts_at(max(0, budget)), *self._closing))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started)

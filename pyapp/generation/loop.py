@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from .closing import AVOID_WINDOW, IN_STRING_GROUPS, repeats, string_state
+
 StopReason = Literal["eos", "grammar", "max_new_tokens", "context", "cancelled"]
 #: Stops after which the output is complete; any other stop means it was cut short.
 COMPLETE: frozenset[str] = frozenset({"eos", "grammar"})
@@ -38,6 +40,9 @@ class Generation:
     text: str = ""
     prompt_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    #: Decoding looped or reached the closing reserve of its budget (``generation.closing``): the
+    #: JSON was closed as soon as the grammar allowed, so a value may have been cut short.
+    closed_early: bool = False
 
     def finish(self, text: str, prompt_tokens: int, requested: int, budget: int,
                elapsed_s: float) -> Generation:
@@ -63,7 +68,8 @@ class Cursor(Protocol):
 
 
 class Kernel(Protocol):
-    def pick(self, logits: Any, bitmask: Any | None) -> tuple[int, float, int]: ...
+    def pick(self, logits: Any, bitmask: Any | None, prefer: list[Any] | None = None,
+             avoid: list[int] | None = None) -> tuple[int, float, int]: ...
 
 
 # Steps with more allowed tokens than this are free text (strings, numbers): their
@@ -74,12 +80,15 @@ CHOICE_MAX = 64
 def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
                   cursor: Cursor | None, max_new_tokens: int, eos_ids: frozenset[int],
                   cancel: Callable[[], bool] | None = None,
-                  on_token: Callable[[int], None] | None = None) -> Generation:
+                  on_token: Callable[[int], None] | None = None,
+                  closing: tuple[int, list[Any], dict[int, str]] | None = None) -> Generation:
     """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``.
 
     With a ``cursor`` every step picks the best token the grammar allows, and decoding stops as
     soon as the grammar is finished (the stop token it would force is not run through the
     model). ``cancel`` is polled before each forward pass, so a cancel stops within one token.
+    ``closing`` = (tokens after which to close, the kernel's masks of ``CLOSING_GROUPS``, the
+    ``quote_tokens``): see ``generation.closing``; only with a cursor.
     """
     clock = time.perf_counter
     t0 = clock()
@@ -89,6 +98,9 @@ def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
     out: list[int] = []
     choices: list[float] = []
     reason: StopReason = "max_new_tokens"
+    close_at, groups, quotes = closing if closing and cursor is not None else (None, [], {})
+    closed = False
+    text_state = (False, False)  # inside a string, after a backslash (closing.string_state)
     while len(out) < max_new_tokens:
         if cancel is not None and cancel():
             reason = "cancelled"
@@ -96,7 +108,13 @@ def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
         t = clock()
         if cursor is not None:
             cursor.fill_bitmask(bitmask)
-        token, prob, allowed = kernel.pick(state.logits, bitmask)
+        if close_at is not None and not closed and (len(out) >= close_at or repeats(out)):
+            closed = True  # and stays on
+        prefer, avoid = None, None
+        if closed:
+            prefer = [groups[i] for i in IN_STRING_GROUPS] if text_state[0] else groups
+            avoid = out[-AVOID_WINDOW:]
+        token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
         if cursor is not None:
             if not cursor.accept(token):
                 raise RuntimeError(f"grammar rejected token {token} it allowed")
@@ -107,6 +125,8 @@ def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
             reason = "eos"
             break
         out.append(token)
+        text_state = string_state(text_state, quotes[token]) if token in quotes \
+            else (text_state[0], False)
         if on_token is not None:
             on_token(token)
         if cursor is not None and cursor.is_finished():
@@ -118,4 +138,4 @@ def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
         state = model.step(state, token)
         timings["forward_s"] += clock() - t
     timings["decode_tokens"] = float(len(out))
-    return Generation(out, reason, choices, timings=timings)
+    return Generation(out, reason, choices, timings=timings, closed_early=closed)

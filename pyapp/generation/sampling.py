@@ -16,19 +16,51 @@ class GreedyKernel:
         self._np = np
         self.vocab_size = vocab_size
 
-    def pick(self, logits: Any, bitmask: Any | None) -> tuple[int, float, int]:
-        """(token, its probability renormalised over the allowed tokens, number allowed)."""
+    def group_masks(self, groups: list[list[int]]) -> list[Any]:
+        """Bitmasks (the grammar's layout) of token-id groups, for ``pick(prefer=…)``."""
+        np = self._np
+        masks = []
+        for ids in groups:
+            bits = np.zeros(((self.vocab_size + 31) // 32) * 32, dtype=bool)
+            bits[[i for i in ids if i < self.vocab_size]] = True
+            masks.append(np.packbits(bits, bitorder="little").view(np.int32))
+        return masks
+
+    def pick(self, logits: Any, bitmask: Any | None, prefer: list[Any] | None = None,
+             avoid: list[int] | None = None) -> tuple[int, float, int]:
+        """(token, its probability renormalised over the allowed tokens, number allowed).
+
+        With ``prefer`` (group bitmasks, in order; see ``generation.closing``) the token is the
+        best allowed one of the first group that has any allowed token, else (with ``avoid``)
+        the best allowed token not in ``avoid``; the probability and count are still over
+        everything the grammar allowed.
+        """
         np = self._np
         logits = logits[: self.vocab_size]
         if bitmask is None:
             token = int(logits.argmax())
             shifted = logits - logits[token]
             return token, float(1.0 / np.exp(shifted).sum()), self.vocab_size
-        allowed = np.unpackbits(bitmask.view(np.uint8), bitorder="little")[: self.vocab_size]
-        allowed = allowed.astype(bool)
+        allowed = self._bits(bitmask)
         masked = np.where(allowed, logits, -np.inf)
-        token = int(masked.argmax())
+        token = -1
+        for group in prefer or ():
+            both = bitmask & group
+            if both.any():
+                token = int(np.where(self._bits(both), logits, -np.inf).argmax())
+                break
+        if token < 0 and avoid:
+            fresh = masked.copy()
+            fresh[[i for i in avoid if i < self.vocab_size]] = -np.inf
+            if np.isfinite(fresh.max()):
+                token = int(fresh.argmax())
+        if token < 0:
+            token = int(masked.argmax())
         n = int(allowed.sum())
         if n == 1:
             return token, 1.0, 1
         return token, float(1.0 / np.exp(masked - masked[token]).sum()), n
+
+    def _bits(self, bitmask: Any) -> Any:
+        np = self._np
+        return np.unpackbits(bitmask.view(np.uint8), bitorder="little")[: self.vocab_size].astype(bool)

@@ -105,3 +105,21 @@ def _harmless(key: str, value: Any) -> bool:
     if key in ("dependencies", "dependentRequired", "dependentSchemas"):
         return value == {}
     return False
+
+
+def check_web_xgrammar(schema: Any, path: str = "#") -> None:
+    """Refuse what web-xgrammar 0.1.27 (the newest on npm) relaxes but PyPI xgrammar 0.2.8
+    enforces: a non-integer numeric bound (measured: 1.2 passes ``minimum: 1.5``)."""
+    if isinstance(schema, list):
+        for i, sub in enumerate(schema):
+            check_web_xgrammar(sub, f"{path}/{i}")
+    if not isinstance(schema, dict):
+        return
+    for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        value = schema.get(key)
+        if isinstance(value, float) and not value.is_integer():
+            raise UnsupportedSchemaError(key, path, "web-xgrammar 0.1.27 does not enforce a "
+                                         "non-integer bound")
+    for key, sub in schema.items():
+        if isinstance(sub, (dict, list)) and key not in ("enum", "const", "default", "examples"):
+            check_web_xgrammar(sub, f"{path}/{key}")

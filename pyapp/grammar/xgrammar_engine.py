@@ -7,13 +7,18 @@ with greedy decoding the outputs, are the same. Compiled grammars are cached by 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from .base import CompiledGrammar, GrammarCursor, GrammarEngine
-from .coverage import UnsupportedSchemaError, check_schema
+from .coverage import UnsupportedSchemaError
+from .normal_form import enforceable
 
 #: Compact JSON (no free whitespace): fewer tokens to generate, and a model cannot stall by
 #: emitting whitespace forever.
@@ -85,6 +90,11 @@ class XGrammarEngine(GrammarEngine):
         for text, i in vocab.items():
             if i < vocab_size:
                 encoded[i] = text
+        # Special tokens (<|im_start|> …) as empty strings: xgrammar then never allows them inside
+        # the JSON (they would be text the grammar saw but decoding drops).
+        for added in tok.get("added_tokens", []):
+            if added.get("special") and added["id"] < vocab_size:
+                encoded[added["id"]] = ""
         info = xgr.TokenizerInfo(encoded, xgr.VocabType.BYTE_LEVEL, vocab_size=vocab_size,
                                  stop_token_ids=stop_token_ids, add_prefix_space=False)
         return cls(info, vocab_size)
@@ -94,13 +104,38 @@ class XGrammarEngine(GrammarEngine):
         key = json.dumps(schema)
         if key in self._cache:
             return self._cache[key]
-        check_schema(schema)
+        generation_schema = enforceable(schema)
         try:
-            compiled = self._compiler.compile_json_schema(key, **COMPILE_OPTIONS)
+            with _native_warnings() as warnings:
+                compiled = self._compiler.compile_json_schema(json.dumps(generation_schema),
+                                                              **COMPILE_OPTIONS)
         except Exception as e:  # xgrammar raises RuntimeError with its C++ message
             raise UnsupportedSchemaError(_keyword_in(str(e)), "#", _first_line(e)) from e
+        # A safety net behind normal_form: xgrammar says (on stderr, from C++) when it relaxes a
+        # schema; a relaxed grammar could write JSON the schema rejects, so refuse it.
+        relaxed = [w for w in warnings if "Warning:" in w]
+        if relaxed:
+            message = relaxed[0].split("Warning:", 1)[1].strip()
+            raise UnsupportedSchemaError(_keyword_in(message), "#", f"xgrammar: {message}")
         self._cache[key] = XGrammarCompiled(compiled, schema, self.vocab_size)
         return self._cache[key]
+
+
+@contextlib.contextmanager
+def _native_warnings():
+    """Collect what native code writes to file descriptor 2 meanwhile (lines of text)."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read().decode("utf-8", "replace").splitlines()
 
 
 def _first_line(e: Exception) -> str:
@@ -109,7 +144,10 @@ def _first_line(e: Exception) -> str:
 
 
 def _keyword_in(message: str) -> str:
+    aliases = {"regex": "pattern", "URI": "$ref"}
     for word in re.findall(r"[$A-Za-z]+", message):
+        if word in aliases:
+            return aliases[word]
         if word in ("pattern", "format", "items", "$ref", "enum", "const", "type", "minimum",
                     "maximum", "minItems", "maxItems", "minLength", "maxLength", "allOf",
                     "oneOf", "anyOf", "properties", "required", "additionalProperties"):

@@ -3,7 +3,10 @@
 The record's JSON schema is compiled once into a grammar (``pyapp.grammar``) at load; every token
 is then chosen greedily among the tokens the grammar allows, so a finished generation always parses
 and validates. A generation that stops early (token limit, context full, cancel) is not a record:
-the result says ``valid: false`` with the reason, carries the raw text, and is escalated.
+the result says ``valid: false`` with the reason, carries the raw text, and is escalated. Near the
+token limit, or when the output loops, the decoder closes the JSON as soon as the grammar allows
+(``generation.closing``);
+such a record is valid but says so in a notice and is escalated.
 
 Confidence is the product, over the steps where the grammar left the model a real choice (2 to
 ``generation.loop.CHOICE_MAX`` allowed tokens: enum values, booleans, optional structure), of the
@@ -21,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from ..generation import Generation, Prompt, TextGenerator
-from ..grammar import check_schema
+from ..grammar import enforceable
 from .base import DEFAULT_THRESHOLD, Prediction, Task
 
 #: Input longer than this (in model tokens) is cut, leaving room for instructions and output.
@@ -69,7 +72,7 @@ class ExtractionTask(Task):
 
     async def load(self, backend: Any, artifact: dict | None = None) -> None:
         # Refuse what the grammar cannot enforce before touching the model, naming the keyword.
-        check_schema(self.schema)
+        enforceable(self.schema)
         if not isinstance(backend, TextGenerator):
             raise TypeError(f"task {self.name!r} needs a language model backend "
                             f"(a TextGenerator), got {type(backend).__name__}")
@@ -108,9 +111,17 @@ class ExtractionTask(Task):
                                     error=error)
         extra: dict[str, Any] = {"generation": {
             "new_tokens": len(gen.token_ids), "prompt_tokens": gen.prompt_tokens,
-            "choices": len(gen.choices), **{k: round(v, 6) for k, v in gen.timings.items()}}}
+            "choices": len(gen.choices), "closed_early": gen.closed_early,
+            **{k: round(v, 6) for k, v in gen.timings.items()}}}
         if not valid:
             extra["escalate"] = [error]
+        elif gen.closed_early:
+            # Schema-valid, but the JSON was closed to fit the token budget (generation.closing):
+            # a value may be cut short, so a person or a bigger model should look.
+            notices.append("The record was closed early (the output repeated itself or neared "
+                           "the token limit); a value may be cut short.")
+            extra["escalate"] = [f"closed early after {len(gen.token_ids)} tokens (a loop or "
+                                 "the token limit)"]
         return Prediction(output, confidence if valid else 0.0, notices, truncated, valid, extra)
 
 

@@ -33,17 +33,31 @@ test("?backend=wasm overrides WebGPU", async ({ app }) => {
   expect((await classify(app, TEXTS[0])).backend).toBe("wasm");
 });
 
-// SmolLM2 on onnxruntime-web's WebGPU EP (SwiftShader here): ~6 min to the first token and
-// ~20 s a token on this 2-core machine, so a whole record (~50 tokens) would take ~20 min. The
-// run is cancelled once the category value (the first token the model chooses among several) is
-// out, and that greedy prefix is compared with CPython's; full records are checked on Wasm.
+// On a software adapter (SwiftShader: isFallbackAdapter) the page picks WebGPU for the encoder
+// but keeps the language model on Wasm, ~100× faster there (env.js languageModelDevice).
+test("auto mode on a software WebGPU adapter: classification on WebGPU, extraction on Wasm", async ({ app }) => {
+  test.setTimeout(300_000);
+  const status = await openApp(app, "?prefetch=0");
+  expect(status.backend).toBe("webgpu");
+  const result = await app.evaluate(async (text) => (window as any).edgeTriage.run("telemetry-extract", text,
+    { escalate: false }), TEXTS[2]);
+  expect(result.backend).toBe("wasm");
+  expect(result.valid).toBe(true);
+  expect(["eos", "grammar"]).toContain(result.output.stop_reason);
+});
+
+// SmolLM2 on onnxruntime-web's WebGPU EP, asked for by name (SwiftShader here): ~6 min to the
+// first token and ~20 s a token on this 2-core machine, so a whole record (~50 tokens) would take
+// ~20 min. The run is cancelled once the category value (the first token the model chooses among
+// several) is out, and that greedy prefix is compared with CPython's; full records are checked on
+// Wasm.
 test("extraction runs on WebGPU: greedy prefix equals CPython's up to the category, then cancel", async ({ app }) => {
   test.setTimeout(900_000);
   const batch = join(mkdtempSync(join(tmpdir(), "webgpu-")), "texts.json");
   writeFileSync(batch, JSON.stringify([TEXTS[0]]));
   const [cpython] = execFileSync(".venv/bin/edge-triage", ["run", "telemetry-extract", "--batch", batch],
     { encoding: "utf8" }).trim().split("\n").map((l) => JSON.parse(l));
-  const status = await openApp(app, "?prefetch=0");
+  const status = await openApp(app, "?backend=webgpu&prefetch=0");
   expect(status.backend).toBe("webgpu");
   const run = await app.evaluate(async (text) => {
     const api = (window as any).edgeTriage;

@@ -64,6 +64,22 @@ def test_token_limit_gives_valid_false_and_escalates(generator):
     assert decision.route == "escalated" and "invalid output" in decision.reasons
 
 
+def test_a_record_closed_to_fit_the_budget_is_valid_but_escalated(generator):
+    task = telemetry_extract()
+    task.max_new_tokens = 48  # closing mode from token 24 on (generation.closing)
+    asyncio.run(task.load(generator))
+    prediction = asyncio.run(task.predict("PSU 2 failed on rack 7, node 4B is running on the "
+                                          "remaining supply", generator))
+    assert prediction.extra["generation"]["closed_early"] is True
+    assert prediction.valid is True and prediction.output.stop_reason == "grammar"
+    assert any("closed early" in n for n in prediction.notices)
+    from pyapp.router import ConfidenceRouter
+
+    decision = ConfidenceRouter(0.0).decide(prediction)  # escalated whatever the confidence
+    assert decision.route == "escalated"
+    assert any("closed early" in r for r in decision.reasons)
+
+
 def test_cancel_gives_valid_false(generator):
     task = telemetry_extract()
     asyncio.run(task.load(generator))

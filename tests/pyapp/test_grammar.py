@@ -110,3 +110,34 @@ def test_annotations_and_harmless_values_are_accepted():
 def test_engine_refuses_before_compiling(engine):
     with pytest.raises(UnsupportedSchemaError, match="uniqueItems"):
         engine.compile_json_schema({"type": "array", "uniqueItems": True})
+
+
+def test_engine_compiles_the_enforceable_rewrite(engine, generator):
+    # oneOf of required groups: xgrammar alone would allow {"radius":1,"length":2,"width":3}.
+    schema = {"type": "object", "properties": {"radius": {"type": "number"},
+                                               "length": {"type": "number"},
+                                               "width": {"type": "number"}},
+              "oneOf": [{"required": ["radius"]}, {"required": ["length", "width"]}]}
+    assert walk(engine, schema, '{"radius":1}', generator) == (True, True)
+    assert walk(engine, schema, '{"length":1,"width":2}', generator) == (True, True)
+    assert walk(engine, schema, '{"radius":1,"length":2,"width":3}', generator)[0] is False
+
+
+@pytest.mark.parametrize(("schema", "keyword"), [
+    ({"type": "string", "pattern": "^[0-9]{4}$|^x$"}, "pattern"),  # "Anchor … is ignored"
+    ({"$ref": "#node", "definitions": {}}, "$ref"),                   # not a JSON pointer
+])
+def test_engine_refuses_what_xgrammar_says_it_relaxed(engine, schema, keyword):
+    with pytest.raises(UnsupportedSchemaError, match="xgrammar: ") as e:
+        engine.compile_json_schema(schema)
+    assert e.value.keyword == keyword
+
+
+def test_browser_engine_refuses_bounds_web_xgrammar_does_not_enforce():
+    from pyapp.grammar.coverage import check_web_xgrammar
+
+    check_web_xgrammar({"type": "number", "minimum": 0, "maximum": 100.0, "enum": [0.5]})
+    with pytest.raises(UnsupportedSchemaError, match="non-integer bound") as e:
+        check_web_xgrammar({"type": "object", "properties": {"x": {"type": "number",
+                                                                   "minimum": 1.5}}})
+    assert e.value.keyword == "minimum" and e.value.path == "#/properties/x"
