@@ -5,8 +5,7 @@ is then chosen greedily among the tokens the grammar allows, so a finished gener
 and validates. A generation that stops early (token limit, context full, cancel) is not a record:
 the result says ``valid: false`` with the reason, carries the raw text, and is escalated. Near the
 token limit, or when the output loops, the decoder closes the JSON as soon as the grammar allows
-(``generation.closing``);
-such a record is valid but says so in a notice and is escalated.
+(``generation.closing``); such a record is valid but says so in a notice and is escalated.
 
 Confidence is the product, over the steps where the grammar left the model a real choice (2 to
 ``generation.loop.CHOICE_MAX`` allowed tokens: enum values, booleans, optional structure), of the
