@@ -127,26 +127,7 @@ class _Rewriter:
             return schema
         merged_branches = []
         for i, branch in enumerate(branches):
-            props = dict(shared.get("properties", {}))
-            for name, sub in branch.get("properties", {}).items():
-                both = _intersect(props[name], sub) if name in props else sub
-                if both is None:
-                    raise UnsupportedSchemaError("anyOf", f"{path}/anyOf/{i}", f"property {name!r}"
-                                                 " has a schema here and another next to anyOf")
-                props[name] = both
-            merged = {"type": "object", "properties": props,
-                      "required": list(dict.fromkeys([*shared.get("required", []),
-                                                      *branch.get("required", [])]))}
-            extras = {repr(x) for x in (shared.get("additionalProperties"),
-                                        branch.get("additionalProperties")) if x is not None}
-            if len(extras) > 1:
-                raise UnsupportedSchemaError("anyOf", f"{path}/anyOf/{i}", "additionalProperties "
-                                             "differs from the one next to anyOf")
-            extra = branch.get("additionalProperties", shared.get("additionalProperties"))
-            if extra is not None:
-                merged["additionalProperties"] = extra
-            if not merged["required"]:
-                del merged["required"]
+            merged = _merge_objects([shared, branch], "anyOf", f"{path}/anyOf/{i}", "next to anyOf")
             self._required_unlisted(merged, f"{path}/anyOf/{i}")
             merged_branches.append(merged)
         out = {k: v for k, v in schema.items() if k in _ANNOTATIONS | {"$defs", "definitions"}}
@@ -214,24 +195,19 @@ class _Rewriter:
         parts = [self._resolve(part, path, set()) for part in schema["allOf"]]
         keep = {k: v for k, v in schema.items() if k in ("$defs", "definitions")}
         rest = {k: v for k, v in schema.items() if k != "allOf" and k not in keep}
-        merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
         for part in [rest, *parts]:
             if not isinstance(part, dict) or not set(part) <= _OBJECT_KEYS \
                     or part.get("type", "object") != "object" \
                     or part.get("additionalProperties", True) not in (True, {}):
                 raise UnsupportedSchemaError("allOf", path, "allOf of several schemas is merged "
                                              "only when each is a plain object schema")
-            for name, sub in part.get("properties", {}).items():
-                if name in merged["properties"] and merged["properties"][name] != sub:
-                    raise UnsupportedSchemaError("allOf", path, f"property {name!r} has "
-                                                 "different schemas in the allOf parts")
-                merged["properties"][name] = sub
-            merged["required"] += [r for r in part.get("required", []) if r not in merged["required"]]
+        # additionalProperties here is true or {}: no constraint, so not carried over.
+        plain = [{k: v for k, v in part.items() if k != "additionalProperties"}
+                 for part in [rest, *parts]]
+        merged = _merge_objects(plain, "allOf", path, "in another allOf part")
         for key in _ANNOTATIONS & set(rest):
             merged[key] = rest[key]
         merged.update(keep)  # where the parts' own references point
-        if not merged["required"]:
-            del merged["required"]
         return merged
 
     def _resolve(self, part: Any, path: str, seen: set[str]) -> Any:
@@ -355,6 +331,33 @@ _IMPOSSIBLE: dict[str, Any] = {"not": {}}
 #: not merged key by key.
 _ENTANGLED = frozenset({"properties", "additionalProperties", "patternProperties", "items",
                         "prefixItems", "anyOf", "oneOf", "allOf", "$ref", "if", "then", "else"})
+
+
+def _merge_objects(parts: list[dict], keyword: str, path: str, where: str) -> dict:
+    """One object schema that every instance of all ``parts`` (plain object schemas) matches:
+    properties intersected by name, required united, one additionalProperties."""
+    merged: dict[str, Any] = {"type": "object", "properties": {}}
+    required: list[str] = []
+    extras = []
+    for part in parts:
+        for name, sub in part.get("properties", {}).items():
+            props = merged["properties"]
+            both = _intersect(props[name], sub) if name in props else sub
+            if both is None:
+                raise UnsupportedSchemaError(keyword, path, f"property {name!r} has a schema here "
+                                             f"and another {where}")
+            props[name] = both
+        required += [r for r in part.get("required", []) if r not in required]
+        if "additionalProperties" in part and part["additionalProperties"] not in extras:
+            extras.append(part["additionalProperties"])
+    if len(extras) > 1:
+        raise UnsupportedSchemaError(keyword, path, f"additionalProperties differs from the one "
+                                     f"{where}")
+    if required:
+        merged["required"] = required
+    if extras:
+        merged["additionalProperties"] = extras[0]
+    return merged
 
 
 def _intersect(a: Any, b: Any) -> Any:
