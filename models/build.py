@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from pyapp.manifest import ModelManifest
+from models.manifest import ModelManifest
 
 from . import encoder, llm
 from .cache import cache_root, link_tree

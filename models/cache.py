@@ -54,7 +54,7 @@ def link_tree(src: Path, dst: Path) -> None:
 
 def list_files(folder: Path):
     """Every file under ``folder`` but manifest.json, as manifest entries (path, size, sha256)."""
-    from pyapp.manifest import ModelFile
+    from models.manifest import ModelFile
 
     return [
         ModelFile(path=p.relative_to(folder).as_posix(), size=p.stat().st_size, sha256=sha256_file(p))

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from pyapp.manifest import ModelManifest
+from models.manifest import ModelManifest
 
 from .cache import content_key, list_files
 from .weightquant import quantize_weights_int8

@@ -37,7 +37,7 @@ def browser_runner(task_name: str) -> Runner:
     if _browser_runner_factory is None:
         raise RuntimeUnavailableError(
             "the browser runtime is not available for `eval` yet: no browser runner is "
-            "registered (pyapp.evaluation.set_browser_runner); use --runtime cpython"
+            "registered (models.evaluation.set_browser_runner); use --runtime cpython"
         )
     return _browser_runner_factory(task_name)
 
@@ -279,7 +279,7 @@ def write_report(engine, out: Path, data_root: Path | None = None,
                                              for n in EXTRACTION_REPORT):
             extraction_engine = engine
         if extraction_engine is None:
-            from .cli import open_engine
+            from .cpython.engines import open_engine
 
             model_dir = getattr(getattr(engine, "encoder", None), "model_dir", None)
             build = Path(model_dir).parents[1] if model_dir else Path(__file__).parents[1] / "build"

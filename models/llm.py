@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyapp.manifest import ModelManifest
+from models.manifest import ModelManifest
 
 from .cache import content_key, list_files
 from .weightquant import quantize_weights_int8
@@ -305,7 +305,7 @@ def quantize_q4(fp32: Path, out: Path, block_size: int = Q4_BLOCK) -> Path:
 
 def greedy_tokens(model_path: Path, input_ids: list[int], n: int, threads: int = 2) -> list[int]:
     """Greedy continuation with onnxruntime (no constraint), for the checks."""
-    from pyapp.backends.cpython_lm import OnnxCausalLM
+    from models.cpython.lm import OnnxCausalLM
 
     lm = OnnxCausalLM.from_file(model_path, threads=threads)
     return lm.greedy(input_ids, n)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from .loop import decode_greedy
-from .prompt import Prompt
+from pyapp.generation.loop import decode_greedy
+from pyapp.generation.prompt import Prompt
 
 SCHEMA = {"type": "object", "properties": {
     "category": {"enum": ["thermal", "power", "network", "storage", "mechanical"]},
@@ -22,7 +22,7 @@ PROMPT = Prompt(user="Describe, as a JSON object with many notes, what to check 
 
 
 def run_benchmark(generator, tokens: int = 64, repeats: int = 2) -> dict:
-    from .sampling import GreedyKernel
+    from .cpython.sampling import GreedyKernel
 
     ids = generator.encode(PROMPT.render())
     grammar = generator.grammar_engine().compile_json_schema(SCHEMA)

@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from ..generation import Prompt
-from .coverage import UnsupportedSchemaError
+from pyapp.generation import Prompt
+from pyapp.grammar.coverage import UnsupportedSchemaError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jsonschemabench"
 SETS = {"glaiveai2k": "glaiveai2k_dev.jsonl", "github_easy": "github_easy_dev.jsonl"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pyapp.manifest import ModelFile, ModelManifest
+from models.manifest import ModelFile, ModelManifest
 
 SHARD_BYTES = 4 * 2**20
 MIN_SHARDED_BYTES = 2 * 2**20  # smaller files are fetched whole (still verified by sha256)

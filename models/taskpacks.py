@@ -8,7 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from pyapp.manifest import ModelManifest
+from models.manifest import ModelManifest
 from pyapp.tasks import TASKS, LinearHeadTask, create_task
 
 
@@ -18,7 +18,7 @@ def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=p
     Trained tasks (``LinearHeadTask``) are skipped with a message when their training data is
     not available; the page then cannot offer them.
     """
-    from pyapp.backends.cpython import OnnxEncoder
+    from models.cpython.encoder import OnnxEncoder
 
     from .trainingdata import build_head_artifact
 

@@ -129,7 +129,7 @@ def build_head_artifact(task: LinearHeadTask, encoder, log=print, limit: int | N
 def compare_with_prototypes(task, encoder, records: list[dict], root: Path | None = None) -> list[dict]:
     """Dev metrics of the task's shipped linear head and of plain label prototypes built from
     the same training data (each routed at its own held-out threshold). [] for untrained tasks."""
-    from pyapp import metrics
+    from models import metrics
 
     from .heads import prototype_logits, softmax
 

@@ -1,6 +1,6 @@
 """python -m server [--host H] [--port P]: same as `edge-triage serve`."""
 
-from pyapp.cli import main
+from .cli import main
 
 if __name__ == "__main__":
     main(["serve", *__import__("sys").argv[1:]])

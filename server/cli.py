@@ -1,5 +1,5 @@
-"""The ``edge-triage`` command. Subcommands import what they need when they run, so this module
-also ships (unused) in the browser wheel without pulling in CPython-only packages."""
+"""The ``edge-triage`` command: the top of the stack (server → models → pyapp). Subcommands
+import what they need when they run, so `--help` stays fast."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+
+from models.cpython.engines import open_engine, open_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,50 +66,8 @@ def cmd_export(args) -> int:
     return 0
 
 
-def open_engine(build_dir: Path, tasks: list[str]):
-    """A loaded CPython engine for ``tasks`` (used by `run`, `eval` and the server): on the built
-    encoder for classification, on the built language model for extraction, or both."""
-    from pyapp.engine import Engine, EngineGroup
-    from pyapp.tasks import create_task
-
-    extraction = [name for name in tasks if create_task(name).kind == "extraction"]
-    classification = [name for name in tasks if name not in extraction]
-    engines = []
-    if classification:
-        engines.append(_open_encoder_engine(build_dir, classification))
-    if extraction:
-        engine = Engine(open_generator(build_dir))
-        asyncio.run(engine.load(extraction))
-        engines.append(engine)
-    return engines[0] if len(engines) == 1 else EngineGroup(engines)
-
-
-def _open_encoder_engine(build_dir: Path, tasks: list[str]):
-    from models.build import load_manifests
-    from pyapp.backends.cpython import OnnxEncoder
-    from pyapp.engine import Engine
-
-    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
-    if not manifests:
-        raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
-    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id))
-    asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
-    return engine
-
-
-def open_generator(build_dir: Path, dtype: str | None = None, threads: int | None = None):
-    """The built language model under onnxruntime (``pyapp.backends.cpython_lm``)."""
-    from models.build import load_manifests
-    from pyapp.backends.cpython_lm import OnnxTextGenerator
-
-    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
-    if not manifests:
-        raise SystemExit(f"no language model in {build_dir / 'models'}: run `make` first")
-    return OnnxTextGenerator.from_dir(build_dir / "models" / manifests[0].model_id, dtype, threads)
-
-
 def cmd_schemabench(args) -> int:
-    from pyapp.grammar.schemabench import run_schemabench
+    from models.schemabench import run_schemabench
 
     report = run_schemabench(open_generator(_build_dir(args), args.dtype, args.threads), args.set,
                              limit=args.limit, max_new_tokens=args.max_new_tokens,
@@ -118,20 +78,12 @@ def cmd_schemabench(args) -> int:
 
 
 def cmd_lm_bench(args) -> int:
-    from pyapp.generation.benchmark import run_benchmark
+    from models.lm_benchmark import run_benchmark
 
     for dtype in args.dtype.split(","):
         report = run_benchmark(open_generator(_build_dir(args), dtype), args.tokens)
         print(json.dumps(report, indent=2), flush=True)
     return 0
-
-
-def load_artifacts(build_dir: Path) -> dict[str, dict]:
-    index = build_dir / "tasks" / "index.json"
-    if not index.exists():
-        return {}
-    return {name: json.loads((build_dir / "tasks" / file).read_text())
-            for name, file in json.loads(index.read_text()).items()}
 
 
 def cmd_run(args) -> int:
@@ -181,7 +133,7 @@ def _run_batch(engine, task: str, path: Path) -> int:
 
 
 def cmd_eval(args) -> int:
-    from pyapp.evaluation import (RuntimeUnavailableError, browser_runner, cpython_runner,
+    from models.evaluation import (RuntimeUnavailableError, browser_runner, cpython_runner,
                                   evaluate, file_sha256, select_records, set_browser_runner,
                                   spread, summary_lines)
     from pyapp.tasks import UnknownTaskError, create_task
@@ -223,7 +175,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pyapp.evaluation import REPORT_DATA, write_report
+    from models.evaluation import REPORT_DATA, write_report
 
     engine = open_engine(_build_dir(args), list(REPORT_DATA))
     write_report(engine, Path(args.out), data_root=Path(args.data) if args.data else None)

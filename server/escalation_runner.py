@@ -1,4 +1,5 @@
-"""The background worker: claim a case, ask the handler, record the answer or the failure."""
+"""The escalation runner (a background asyncio task in the server process, not the browser's Web
+Worker): claim a case, ask the handler, record the answer or the failure."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class EscalationWorker:
+class EscalationRunner:
     """
-    >>> worker = EscalationWorker(queue, EngineHandler.from_settings(settings))   # doctest: +SKIP
+    >>> worker = EscalationRunner(queue, EngineHandler.from_settings(settings))   # doctest: +SKIP
     >>> await worker.process_once()          # one case, or None when nothing is due  # doctest: +SKIP
     """
 
@@ -55,7 +56,7 @@ class EscalationWorker:
 
     def start(self) -> None:
         self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"escalation-worker {self.name}")
+        self._task = asyncio.create_task(self._run(), name=f"escalation-runner {self.name}")
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Finish the case in hand (up to ``grace_s``), then stop. A case cut off here stays

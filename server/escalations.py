@@ -20,24 +20,25 @@ from pydantic import ValidationError
 
 from pyapp.tasks import TASKS, UnknownTaskError
 
+from . import review
 from .auth import require_bearer, resolve_token
+from .escalation_runner import EscalationRunner
 from .handlers import create_handler, readable
 from .queue import NewCase, Status, open_queue
+from .requestbody import read_body
 from .settings import Settings
-from .worker import EscalationWorker
 
 router = APIRouter(prefix="/api/escalations", tags=["escalations"],
                    dependencies=[Depends(require_bearer)])
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Open the queue, resolve the token, build the handler and worker (started by ``lifespan``)."""
-    from . import review  # imported here: review uses read_body from this module
+    """Open the queue, resolve the token, build the handler and its runner (started by ``lifespan``)."""
 
     app.state.escalation_token, app.state.escalation_token_source = resolve_token(settings)
     app.state.queue = open_queue(settings)
     app.state.handler = create_handler(settings)
-    app.state.worker = None
+    app.state.escalation_runner = None
     app.include_router(router)
     app.include_router(review.router)
 
@@ -49,35 +50,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     print(f"escalations: {settings.queue} queue, handler {state.handler.name}, token from "
           f"{state.escalation_token_source}", flush=True)
     if settings.worker and state.handler.automatic:
-        state.worker = EscalationWorker(state.queue, state.handler,
-                                        lease_s=settings.lease_s, poll_s=settings.worker_poll_s)
-        state.worker.start()
+        state.escalation_runner = EscalationRunner(state.queue, state.handler,
+                                                   lease_s=settings.lease_s,
+                                                   poll_s=settings.worker_poll_s)
+        state.escalation_runner.start()
     try:
         yield
     finally:
-        if state.worker is not None:
-            await state.worker.stop()
-            state.worker = None
+        if state.escalation_runner is not None:
+            await state.escalation_runner.stop()
+            state.escalation_runner = None
         state.queue.close()
 
 
 def known_tasks(settings: Settings) -> list[str]:
     return [name for name in dict.fromkeys([*settings.tasks, *settings.lm_tasks]) if name in TASKS]
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes whatever Content-Length claims."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"Request body is {int(declared):,} bytes; "
-                                 f"the limit is {limit:,} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"Request body exceeds the limit of {limit:,} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def unprocessable(message: str, errors: list | None = None) -> JSONResponse:

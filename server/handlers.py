@@ -59,7 +59,7 @@ class EngineHandler:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineHandler:
-        from pyapp.cli import open_engine
+        from models.cpython.engines import open_engine
 
         from .site import available_tasks
 

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from pyapp.tasks import create_task
 
 from .auth import REVIEW_COOKIE, review_cookie, reviewer_ok, token_matches
-from .escalations import read_body
 from .handlers import readable
 from .queue import Case
+from .requestbody import read_body
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 OPEN_STATUSES = ("pending", "failed")  # what a person can still answer

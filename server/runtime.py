@@ -28,8 +28,15 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def pyapp_sources(root: Path) -> list[Path]:
+    """The files of the pyapp wheel: pyapp holds exactly the browser's Python (tests/test_layout.py
+    checks it against web/worker.js's imports), so the CLI, evaluation and the CPython backends
+    neither ship nor key the runtime version."""
+    return sorted(p for p in (root / "pyapp").rglob("*.py"))
+
+
 def _inputs(root: Path) -> list[str | Path]:
-    pyapp_files = sorted(p for p in (root / "pyapp").rglob("*") if p.suffix in {".py", ".json"})
+    pyapp_files = pyapp_sources(root)
     return [RUNTIME_FORMAT, *BROWSER_REQUIREMENTS, root / "package-lock.json", *pyapp_files,
             *[str(p.relative_to(root)) for p in pyapp_files]]
 
@@ -126,14 +133,15 @@ def build_pyapp_wheel(root: Path, dest: Path) -> Path:
 
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
-        shutil.copytree(root / "pyapp", project / "pyapp",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for source in pyapp_sources(root):
+            target = project / source.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
         (project / "pyproject.toml").write_text(
             '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
             f'[project]\nname = "{PYAPP_DIST}"\nversion = "{__version__}"\n'
             'dependencies = ["pydantic", "transformers-js-py"]\n'
             '[tool.setuptools.packages.find]\ninclude = ["pyapp*"]\n'
-            '[tool.setuptools.package-data]\npyapp = ["tasks/*.json"]\n'
         )
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",

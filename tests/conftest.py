@@ -28,14 +28,14 @@ def encoder_dir(build_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder(encoder_dir: Path):
-    from pyapp.backends.cpython import OnnxEncoder
+    from models.cpython.encoder import OnnxEncoder
 
     return OnnxEncoder.from_dir(encoder_dir)
 
 
 @pytest.fixture(scope="session")
 def engine(build_dir: Path):
-    from pyapp.cli import open_engine
+    from models.cpython.engines import open_engine
 
     return open_engine(build_dir, ["telemetry-triage"])
 

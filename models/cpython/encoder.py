@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..manifest import ModelManifest
-from .base import EncoderBackend
+from pyapp.backends.base import EncoderBackend
 
 # transformers.js names quantised variants by a file suffix; we load the same file it does.
 DTYPE_FILES = {"fp32": "onnx/model.onnx", "q8": "onnx/model_quantized.onnx"}

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..generation import DecodeState, Generation, Prompt, decode_greedy
-from ..generation.closing import closing_starts_at, closing_token_ids, quote_tokens
-from ..generation.sampling import GreedyKernel
+from pyapp.generation import DecodeState, Generation, Prompt, decode_greedy
+from pyapp.generation.closing import closing_starts_at, closing_token_ids, quote_tokens
+from .sampling import GreedyKernel
 from ..manifest import ModelManifest
 
 
@@ -132,7 +132,7 @@ class OnnxTextGenerator:
     def grammar_engine(self):
         """The grammar engine for this tokenizer (created once, on first use)."""
         if self._grammar_engine is None:
-            from ..grammar.xgrammar_engine import XGrammarEngine
+            from .xgrammar_engine import XGrammarEngine
 
             self._grammar_engine = XGrammarEngine.from_tokenizer_json(
                 self.model_dir / "tokenizer.json", vocab_size=self.lm.vocab_size,

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .base import CompiledGrammar, GrammarCursor, GrammarEngine
-from .coverage import UnsupportedSchemaError
-from .normal_form import enforceable
+from pyapp.grammar.base import CompiledGrammar, GrammarCursor, GrammarEngine
+from pyapp.grammar.coverage import UnsupportedSchemaError
+from pyapp.grammar.normal_form import enforceable
 
 #: Compact JSON (no free whitespace): fewer tokens to generate, and a model cannot stall by
 #: emitting whitespace forever.

@@ -1,6 +1,6 @@
 """Text generation: the chat prompt, the greedy decode loop and its result.
 
-Runtime-free: the loop drives a ``StepModel`` (``pyapp.backends.cpython_lm``) and a grammar
+Runtime-free: the loop drives a ``StepModel`` (``models.cpython.lm``) and a grammar
 cursor (``pyapp.grammar``); in the browser transformers.js runs the same loop in JS
 (``web/lm.js``) and returns the same ``Generation`` fields.
 """

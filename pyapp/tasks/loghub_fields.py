@@ -66,10 +66,11 @@ _WORD = re.compile(r"[A-Za-z_]+|\d+|[^\sA-Za-z_\d]")
 
 
 def shape_tokens(text: str) -> set[str]:
-    """Word and punctuation tokens with digit runs folded, for example retrieval.
+    """Word and punctuation tokens with digit runs folded, plus the first eight tagged with their
+    position, for example retrieval.
 
-    >>> sorted(shape_tokens("081109 203615 INFO dfs.DataNode: blk_38"))
-    ['0', ':', 'DataNode', 'INFO', 'blk_', 'dfs', '.', '.']
+    >>> sorted(shape_tokens("081109 203615 INFO dfs.DataNode: blk_38"))[:7]
+    ['.', '0', '0:0', '1:0', '2:INFO', '3:dfs', '4:.']
     """
     toks = [("0" if t.isdigit() else t) for t in _WORD.findall(text[:400])]
     # Position-tagged first tokens carry the line's format (timestamps, fields) too.

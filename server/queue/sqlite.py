@@ -60,7 +60,8 @@ JSON_COLUMNS = ("local_result", "reasons", "answer")
 
 class SqliteQueue:
     """
-    >>> q = SqliteQueue(Path("/tmp/escalations.sqlite3"))                    # doctest: +SKIP
+    >>> import tempfile
+    >>> q = SqliteQueue(Path(tempfile.mkdtemp()) / "escalations.sqlite3")
     >>> q.enqueue(NewCase(idempotency_key="k", task="telemetry-triage",
     ...                   text="fan 2 stalled", created_at="2025-01-01T00:00:00Z")).created
     True

@@ -10,7 +10,7 @@ from models import build as build_mod
 from models import encoder
 from models import encoder as encoder_mod
 from models.cache import sha256_file
-from pyapp.manifest import ModelManifest
+from models.manifest import ModelManifest
 
 
 @pytest.fixture(scope="module")

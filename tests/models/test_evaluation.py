@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from pyapp import cli
-from pyapp.evaluation import evaluate, select_records, spread
+from server import cli
+from models.evaluation import evaluate, select_records, spread
 from pyapp.tasks import create_task
 
 DATA = cli.ROOT.parent / "shared" / "data"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from models.cache import sha256_file
-from pyapp.manifest import ModelManifest
+from models.manifest import ModelManifest
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_onnx_layout_is_the_causal_lm_layout_with_kv_cache(llm_dir, dtype):
 
 def test_q8_greedy_continuations_equal_the_source_model(llm_dir):
     """The reference tokens were produced by the transformers (float) model at build time."""
-    from pyapp.backends.cpython_lm import OnnxCausalLM
+    from models.cpython.lm import OnnxCausalLM
 
     reference = json.loads((llm_dir / "checks" / "greedy_reference.json").read_text())
     lm = OnnxCausalLM.from_file(llm_dir / "onnx" / "model_quantized.onnx")
@@ -77,7 +77,7 @@ def test_q8_greedy_continuations_equal_the_source_model(llm_dir):
 
 def test_q8_greedy_is_stable_across_the_kv_cache(llm_dir):
     """One pass over prompt+continuation gives the same next-token choices as the cached steps."""
-    from pyapp.backends.cpython_lm import OnnxCausalLM
+    from models.cpython.lm import OnnxCausalLM
 
     r = json.loads((llm_dir / "checks" / "greedy_reference.json").read_text())[0]
     lm = OnnxCausalLM.from_file(llm_dir / "onnx" / "model_quantized.onnx")

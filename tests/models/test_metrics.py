@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from pyapp import metrics
+from models import metrics
 
 
 def test_accuracy():

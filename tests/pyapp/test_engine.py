@@ -67,7 +67,7 @@ def test_unknown_and_unloaded_tasks(engine):
 
 
 def test_classification_and_extraction_tasks_open_together(build_dir):
-    from pyapp.cli import open_engine
+    from models.cpython.engines import open_engine
 
     group = open_engine(build_dir, ["telemetry-triage", "telemetry-extract"])
     assert set(group.tasks) == {"telemetry-triage", "telemetry-extract"}

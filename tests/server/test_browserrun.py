@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pyapp.evaluation import cpython_runner, evaluate, file_sha256, select_records, spread
+from models.evaluation import cpython_runner, evaluate, file_sha256, select_records, spread
 from server.browserrun import BrowserRunner
 from server.runtime import build_runtime
 
@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clinc15
                     reason="needs node and /usr/bin/chromium (make test installs Chromium)")
 @pytest.mark.skipif(not DATA.exists(), reason="CLINC150 data not present")
 def test_browser_and_cpython_evaluations_agree_on_a_slice(build_dir):
-    from pyapp.cli import open_engine
+    from models.cpython.engines import open_engine
 
     build_runtime(build_dir / "runtime", log=lambda *_: None)  # the wheel matches this pyapp
     engine = open_engine(build_dir, ["clinc150-intent"])

@@ -4,7 +4,7 @@ import sys
 
 
 def cli(*args, input=None):
-    return subprocess.run([sys.executable, "-m", "pyapp.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True,
                           text=True, input=input, timeout=120)
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.handlers import ChatCompletionsHandler, EngineHandler, HandlerError
 from server.queue import NewCase
-from server.worker import EscalationWorker
+from server.escalation_runner import EscalationRunner
 
 from .conftest import AUTH, RETRY, new_case
 from .test_escalation_handlers import GOOD, StandInChatCompletions
@@ -51,7 +51,7 @@ def post(client, key: str = "k") -> str:
 
 def test_process_once_answers_a_case_with_the_engine(client, app, engine):
     case_id = post(client)
-    worker = EscalationWorker(app.state.queue, EngineHandler(lambda: engine), name="w")
+    worker = EscalationRunner(app.state.queue, EngineHandler(lambda: engine), name="w")
     done = asyncio.run(worker.process_once())
     assert (done.id, done.status, done.attempts) == (case_id, "answered", 1)
     got = client.get(f"/api/escalations/{case_id}", headers=AUTH).json()
@@ -67,7 +67,7 @@ def test_a_failing_handler_retries_with_backoff_then_the_case_ends_failed(client
                                                                           error):
     case_id = post(client)
     handler = FailingHandler(error)
-    worker = EscalationWorker(app.state.queue, handler, name="w")
+    worker = EscalationRunner(app.state.queue, handler, name="w")
     seen = []
     for attempt in range(1, RETRY.max_attempts + 1):
         case = asyncio.run(worker.process_once())
@@ -86,7 +86,7 @@ def test_a_flaky_service_is_retried_until_it_answers(client, app, clock):
     case_id = post(client)
     with StandInChatCompletions() as service:
         service.replies.extend([503, "{truncated"])
-        worker = EscalationWorker(app.state.queue,
+        worker = EscalationRunner(app.state.queue,
                                   ChatCompletionsHandler(service.url, "k", "m"), name="w")
         first = asyncio.run(worker.process_once())
         assert first.status == "pending" and "HTTP 503" in first.last_error
@@ -103,7 +103,7 @@ def test_a_flaky_service_is_retried_until_it_answers(client, app, clock):
 def test_the_lifespan_worker_resolves_cases_in_the_background(settings_for, backend):
     app = create_app(settings_for(backend))  # the engine handler on the real build
     with TestClient(app) as client:
-        assert app.state.worker is not None
+        assert app.state.escalation_runner is not None
         ids = [post(client, f"k{i}") for i in range(3)]
         # A generous bound: the first case loads the engine, on a machine that may be busy.
         deadline = time.monotonic() + 120
@@ -114,7 +114,7 @@ def test_the_lifespan_worker_resolves_cases_in_the_background(settings_for, back
                 break
             time.sleep(0.05)
         assert statuses == ["answered"] * 3
-    assert app.state.worker is None  # stopped with the app
+    assert app.state.escalation_runner is None  # stopped with the app
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -122,7 +122,7 @@ def test_no_background_worker_for_review_or_when_disabled(settings_for, backend)
     for overrides in ({"handler": "review"}, {"worker": False}):
         app = create_app(settings_for(backend, **overrides))
         with TestClient(app):
-            assert app.state.worker is None
+            assert app.state.escalation_runner is None
 
 
 def test_stop_lets_the_case_in_hand_finish_or_leaves_it_to_its_lease(queue, clock):
@@ -134,7 +134,7 @@ def test_stop_lets_the_case_in_hand_finish_or_leaves_it_to_its_lease(queue, cloc
 
     async def go():
         queue.enqueue(NewCase.model_validate(new_case()))
-        worker = EscalationWorker(queue, SlowHandler(), name="w", poll_s=0.01)
+        worker = EscalationRunner(queue, SlowHandler(), name="w", poll_s=0.01)
         worker.start()
         await asyncio.sleep(0.2)
         started = time.monotonic()

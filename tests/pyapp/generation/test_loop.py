@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pyapp.generation import DecodeState, Prompt, decode_greedy
-from pyapp.generation.sampling import GreedyKernel
+from models.cpython.sampling import GreedyKernel
 
 VOCAB = 40
 

@@ -19,7 +19,7 @@ def _llm_dir(build_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def generator(build_dir):
-    from pyapp.backends.cpython_lm import OnnxTextGenerator
+    from models.cpython.lm import OnnxTextGenerator
 
     return OnnxTextGenerator.from_dir(_llm_dir(build_dir))
 

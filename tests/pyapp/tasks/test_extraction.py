@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def generator(build_dir):
-    from pyapp.cli import open_generator
+    from models.cpython.engines import open_generator
 
     return open_generator(build_dir)
 
@@ -112,7 +112,7 @@ def test_registry_has_both_telemetry_tasks():
 
 def test_schemabench_limit_5(generator):
     from models.trainingdata import data_root
-    from pyapp.grammar.schemabench import run_schemabench
+    from models.schemabench import run_schemabench
 
     if not (data_root() / "jsonschemabench" / "glaiveai2k_dev.jsonl").exists():
         pytest.skip("JSONSchemaBench data not present")

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from pyapp import cli, metrics
-from pyapp.evaluation import evaluate, select_records, summary_lines
+from models import metrics
+from server import cli
+from models.evaluation import evaluate, select_records, summary_lines
 from pyapp.tasks import TASKS, create_task
 from pyapp.tasks.loghub import SYSTEMS
 from pyapp.tasks.loghub_fields import FIELDS_DATA, LoghubFields, LoghubFieldsTask, shape_tokens

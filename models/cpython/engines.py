@@ -1,0 +1,58 @@
+"""Loaded CPython engines from a build directory: the factories the CLI, the server's engine
+handler, evaluation and the tests share (onnxruntime + tokenizers, ``models.cpython``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+
+def open_engine(build_dir: Path, tasks: list[str]):
+    """A loaded CPython engine for ``tasks`` (used by `run`, `eval` and the server): on the built
+    encoder for classification, on the built language model for extraction, or both."""
+    from pyapp.engine import Engine, EngineGroup
+    from pyapp.tasks import create_task
+
+    extraction = [name for name in tasks if create_task(name).kind == "extraction"]
+    classification = [name for name in tasks if name not in extraction]
+    engines = []
+    if classification:
+        engines.append(_open_encoder_engine(build_dir, classification))
+    if extraction:
+        engine = Engine(open_generator(build_dir))
+        asyncio.run(engine.load(extraction))
+        engines.append(engine)
+    return engines[0] if len(engines) == 1 else EngineGroup(engines)
+
+
+def _open_encoder_engine(build_dir: Path, tasks: list[str]):
+    from models.build import load_manifests
+    from .encoder import OnnxEncoder
+    from pyapp.engine import Engine
+
+    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
+    if not manifests:
+        raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
+    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id))
+    asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
+    return engine
+
+
+def open_generator(build_dir: Path, dtype: str | None = None, threads: int | None = None):
+    """The built language model under onnxruntime (``models.cpython.lm``)."""
+    from models.build import load_manifests
+    from .lm import OnnxTextGenerator
+
+    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
+    if not manifests:
+        raise SystemExit(f"no language model in {build_dir / 'models'}: run `make` first")
+    return OnnxTextGenerator.from_dir(build_dir / "models" / manifests[0].model_id, dtype, threads)
+
+
+def load_artifacts(build_dir: Path) -> dict[str, dict]:
+    index = build_dir / "tasks" / "index.json"
+    if not index.exists():
+        return {}
+    return {name: json.loads((build_dir / "tasks" / file).read_text())
+            for name, file in json.loads(index.read_text()).items()}
