@@ -2,8 +2,9 @@
 
 The scoring is runtime-agnostic: ``evaluate`` takes a *runner*, any callable that runs a list of
 texts and returns one engine result dict per text (the shape ``Engine.run`` returns). Under
-CPython that is ``cpython_runner(engine)``; for the browser, whoever drives the page (Playwright)
-supplies a runner calling ``edgeTriage.run`` and registers it with ``set_browser_runner``.
+CPython that is ``cpython_runner(engine)``; for the browser the CLI registers
+``server.browserrun.BrowserRunner`` (Chromium driving the page's ``edgeTriage.run``) with
+``set_browser_runner``. CPython-only: never shipped to the browser.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from . import metrics
 #: texts → engine results (``{"output": {"label", ...}, "confidence", "route", "timings_ms"}``).
 Runner = Callable[[list[str]], list[dict]]
 
-#: task name → runner factory for the browser runtime; None until someone wires Playwright in.
+#: task name → runner factory for the browser runtime; the CLI registers server.browserrun's
+#: (this layer cannot import the server).
 _browser_runner_factory: Callable[[str], Runner] | None = None
 
 
@@ -36,8 +38,8 @@ def set_browser_runner(factory: Callable[[str], Runner] | None) -> None:
 def browser_runner(task_name: str) -> Runner:
     if _browser_runner_factory is None:
         raise RuntimeUnavailableError(
-            "the browser runtime is not available for `eval` yet: no browser runner is "
-            "registered (models.evaluation.set_browser_runner); use --runtime cpython"
+            "no browser runner is registered (models.evaluation.set_browser_runner; "
+            "`edge-triage eval --runtime browser` registers server.browserrun's)"
         )
     return _browser_runner_factory(task_name)
 
@@ -272,7 +274,7 @@ def write_report(engine, out: Path, data_root: Path | None = None,
         report = evaluate(task, selected, cpython_runner(engine, name))
         report.update({"data": rel, "selection": note})
         reports[name] = report
-        comparisons[name] = compare_with_prototypes(task, engine.encoder, selected, root)
+        comparisons[name] = compare_with_prototypes(task, engine.backend, selected, root)
     extraction: dict[str, dict] = {}
     if EXTRACTION_REPORT:
         if extraction_engine is None and all(n in getattr(engine, "tasks", {})

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .backends.base import EncoderBackend
+from .generation import TextGenerator
 from .router import ConfidenceRouter
 from .tasks import Task, create_task
 from .textinput import InputError, clean
@@ -16,7 +17,7 @@ Progress = Callable[[str, float], None]
 
 
 class Engine:
-    """Runs tasks on one backend.
+    """Runs tasks on one backend: an encoder (classification) or a text generator (extraction).
 
     >>> engine = Engine(OnnxEncoder.from_dir(model_dir))          # doctest: +SKIP
     >>> await engine.load(["telemetry-triage"])                     # doctest: +SKIP
@@ -24,8 +25,9 @@ class Engine:
     'mechanical'
     """
 
-    def __init__(self, encoder: EncoderBackend, clock: Callable[[], float] = time.perf_counter):
-        self.encoder = encoder
+    def __init__(self, backend: EncoderBackend | TextGenerator,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.backend = backend
         self._clock = clock
         self.tasks: dict[str, Task] = {}
 
@@ -39,7 +41,7 @@ class Engine:
             if progress:
                 progress(f"Preparing task {name}", i / max(1, len(names)))
             task = create_task(name)
-            await task.load(self.encoder, (artifacts or {}).get(name))
+            await task.load(self.backend, (artifacts or {}).get(name))
             self.tasks[name] = task
         if progress:
             progress("Ready", 1.0)
@@ -56,7 +58,7 @@ class Engine:
         task = self.task(task_name)
         cleaned = clean(text)
         infer_start = self._clock()
-        prediction = await task.predict(cleaned.text, self.encoder)
+        prediction = await task.predict(cleaned.text, self.backend)
         inference_ms = (self._clock() - infer_start) * 1000
         # Revalidate: whatever a task built, what leaves the engine matches its schema.
         output = task.output_model.model_validate(prediction.output.model_dump())
@@ -70,8 +72,8 @@ class Engine:
             "valid": prediction.valid,
             "truncated": prediction.truncated,
             "notices": cleaned.notices + prediction.notices,
-            "backend": self.encoder.name,
-            "threads": self.encoder.threads,
+            "backend": self.backend.name,
+            "threads": self.backend.threads,
             "timings_ms": {
                 "total": (self._clock() - started) * 1000,
                 "inference": inference_ms,

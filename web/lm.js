@@ -80,13 +80,13 @@ export async function load(optionsJson, onProgress = () => {}) {
   onProgress(0.95, "Grammar engine (XGrammar)");
   await import(options.xgrammarUrl);  // UMD bundle: defines globalThis.xgrammar
   const xgr = globalThis.xgrammar;
-  // The vocabulary as pyapp/grammar/xgrammar_engine.py gives it to xgrammar under CPython.
+  // The vocabulary as models/cpython/xgrammar_engine.py gives it to xgrammar under CPython.
   const tok = JSON.parse(new TextDecoder().decode(files.get(pathOf(modelsBase, model_id, "tokenizer.json"))));
   const vocab = { ...tok.model.vocab };
   for (const added of tok.added_tokens ?? []) if (!(added.content in vocab)) vocab[added.content] = added.id;
   const encoded = new Array(vocabSize).fill("");
   for (const [text, i] of Object.entries(vocab)) if (i < vocabSize) encoded[i] = text;
-  // Special tokens as empty strings, never allowed inside the JSON (as xgrammar_engine.py).
+  // Special tokens as empty strings, never allowed inside the JSON (as models/cpython/xgrammar_engine.py).
   for (const added of tok.added_tokens ?? []) if (added.special && added.id < vocabSize) encoded[added.id] = "";
   const info = await xgr.TokenizerInfo.createTokenizerInfo(encoded, "byte_level", false, vocabSize, [...eos].sort((a, b) => a - b));
   const compiler = await xgr.GrammarCompiler.createGrammarCompiler(info);
@@ -107,7 +107,7 @@ function pathOf(modelsBase, modelId, file) {
   return new URL(`${modelsBase}${modelId}/${file}`, location.origin).pathname;
 }
 
-// Compiled once per schema, with the options of pyapp/grammar/xgrammar_engine.py
+// Compiled once per schema, with the options of models/cpython/xgrammar_engine.py
 // (compact JSON: no free whitespace, no indent, "," and ":" separators, strict).
 export async function compileSchema(schemaJson) {
   if (!grammars.has(schemaJson)) {
@@ -132,7 +132,7 @@ async function readable(tensor) {
   return tensor.location === "gpu-buffer" ? tensor.getData() : tensor.data;
 }
 
-// One forward pass: feeds as OnnxCausalLM._run in pyapp/backends/cpython_lm.py.
+// One forward pass: feeds as OnnxCausalLM._run in models/cpython/lm.py.
 async function forward(ids, past, offset) {
   const { Tensor, session, layers, vocabSize } = lm;
   const n = ids.length;
@@ -199,7 +199,7 @@ function repeats(tokens) {
 const isAllowed = (bitmask, i) => ((bitmask[i >> 5] >>> (i & 31)) & 1) === 1;
 
 // Greedy pick among allowed tokens: (token, its probability renormalised over the allowed
-// tokens, number allowed), as pyapp/generation/sampling.py GreedyKernel.pick (first maximum).
+// tokens, number allowed), as models/cpython/sampling.py GreedyKernel.pick (first maximum).
 // With prefer (id groups in order), the token is the best allowed one of the first group that
 // has one, else (with avoid, a Set) the best allowed one not in avoid; probability and count
 // stay over everything the grammar allows.

@@ -1,6 +1,6 @@
 """Encoder in the browser: transformers.js (onnxruntime-web) driven from Pyodide.
 
-With the compat entry point below this is the only Python module that imports ``js``/``pyodide``.
+With ``browser_lm`` (the language model) one of the two Python modules that import ``js``/``pyodide``.
 The worker registers ``edge_triage_host`` (web/inference.js) before importing us.
 """
 

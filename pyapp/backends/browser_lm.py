@@ -37,7 +37,7 @@ class JsCompiledGrammar(CompiledGrammar):
 
 
 class JsGrammarEngine(GrammarEngine):
-    """web-xgrammar with pyapp/grammar/xgrammar_engine.py's options. Compiling is async in JS,
+    """web-xgrammar with models/cpython/xgrammar_engine.py's options. Compiling is async in JS,
     so ``prepare`` compiles ahead (at task load) and ``compile_json_schema`` returns that."""
 
     name = "web-xgrammar"
@@ -112,7 +112,7 @@ class BrowserTextGenerator:
 
     async def generate(self, prompt: Prompt, grammar=None, max_new_tokens: int = 128,
                        cancel=None, on_token=None) -> Generation:
-        # As OnnxTextGenerator.generate_sync (pyapp/backends/cpython_lm.py), decode loop in JS.
+        # As OnnxTextGenerator.generate_sync (models/cpython/lm.py), decode loop in JS.
         ids = self.encode(prompt.render())
         budget = min(max_new_tokens, self.max_tokens - len(ids))
         started = time.perf_counter()

@@ -1,5 +1,5 @@
 """The interface extraction tasks see: a tokenizer, a grammar engine and a decode loop behind one
-object. ``backends.cpython_lm.OnnxTextGenerator`` and ``backends.browser_lm`` implement it."""
+object. ``models.cpython.lm.OnnxTextGenerator`` (CPython) and ``pyapp.backends.browser_lm`` implement it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The grammar interfaces. One implementation per engine (``xgrammar_engine`` under CPython; the
+"""The grammar interfaces. One implementation per engine (``models.cpython.xgrammar_engine`` under CPython; the
 browser applies the same engine compiled to Wasm from JS, ``web/lm.js``)."""
 
 from __future__ import annotations

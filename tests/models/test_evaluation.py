@@ -50,10 +50,10 @@ def test_spread_takes_evenly_spaced_records():
 
 
 def test_browser_runner_hook_refuses_until_registered():
-    from pyapp import evaluation
+    from models import evaluation
 
     evaluation.set_browser_runner(None)
-    with pytest.raises(evaluation.RuntimeUnavailableError, match="not available"):
+    with pytest.raises(evaluation.RuntimeUnavailableError, match="no browser runner"):
         evaluation.browser_runner("clinc150-intent")
     evaluation.set_browser_runner(lambda name: (lambda texts: [{"task": name}] * len(texts)))
     try:
