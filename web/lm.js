@@ -1,18 +1,16 @@
 // The language model in the worker: SmolLM2 through the transformers.js module that
 // web/inference.js configures (our origin only), the grammar from @mlc-ai/web-xgrammar (Wasm,
 // the same C++ engine as PyPI xgrammar), and the greedy decode loop of
-// pyapp/generation/loop.py written once more in JS so that no per-token work (logits, bitmask)
-// crosses into Python. Python (pyapp/backends/browser_lm.py) builds the prompt, tokenises it
+// pyapp/generation/loop.py in JS (web/decode.js, every constant from Python) so that no
+// per-token work (logits, bitmask) crosses into Python. Python (pyapp/backends/browser_lm.py) builds the prompt, tokenises it
 // through encode(), calls generate() once per request and turns the JSON it returns into a
 // Generation; everything after that is the same task code as under CPython.
 //
 // Loaded lazily, the first time an extraction task runs: classification never pays for it.
 
+import { decodeGreedy, parsePlan } from "./decode.js";
 import { addVerifiedFiles, configureTransformers } from "./inference.js";
 import { ShardedModelStore } from "./modelstore.js";
-
-// Steps with more allowed tokens than this are free text (pyapp/generation/loop.py CHOICE_MAX).
-const CHOICE_MAX = 64;
 
 let lm = null;
 let cancelRequested = false;
@@ -162,74 +160,11 @@ export function vocabulary() {
   return JSON.stringify(lm.vocabTexts);
 }
 
-// Closing mode (pyapp/generation/closing.py): groups = token ids per CLOSING_GROUPS (ascending),
-// inString = the group indexes that apply inside a string, quotes = {id: text} of the tokens
-// with a quote or backslash. Computed once by Python from vocabulary().
-let closing = null;
-export function setClosing(planJson) {
-  const { groups, in_string: inString, quotes, avoid_window: avoidWindow } = JSON.parse(planJson);
-  closing = { groups: groups.map((ids) => Int32Array.from(ids)), inString, avoidWindow,
-              quotes: new Map(Object.entries(quotes).map(([id, text]) => [Number(id), text])) };
-}
-
-// pyapp/generation/closing.py string_state: [inside a string, after a backslash there].
-function stringState([inside, escaped], text) {
-  for (const ch of text) {
-    if (escaped) escaped = false;
-    else if (inside && ch === "\\") escaped = true;
-    else if (ch === '"') inside = !inside;
-  }
-  return [inside, escaped];
-}
-
-// pyapp/generation/closing.py repeats: the last tokens are one sequence of at most 8 tokens
-// repeated (spanning at least 8 tokens and 3 periods).
-function repeats(tokens) {
-  for (let period = 1; period <= 8; period++) {
-    const span = Math.max(8, 3 * period);
-    if (tokens.length < span) break;
-    const start = tokens.length - span;
-    let loop = true;
-    for (let i = start + period; i < tokens.length && loop; i++) loop = tokens[i] === tokens[i - period];
-    if (loop) return true;
-  }
-  return false;
-}
-
-const isAllowed = (bitmask, i) => ((bitmask[i >> 5] >>> (i & 31)) & 1) === 1;
-
-// Greedy pick among allowed tokens: (token, its probability renormalised over the allowed
-// tokens, number allowed), as models/cpython/sampling.py GreedyKernel.pick (first maximum).
-// With prefer (id groups in order), the token is the best allowed one of the first group that
-// has one, else (with avoid, a Set) the best allowed one not in avoid; probability and count
-// stay over everything the grammar allows.
-function pick(logits, bitmask, prefer = null, avoid = null) {
-  const V = lm.vocabSize;
-  let best = -1, bestValue = -Infinity, allowed = 0, fresh = -1, freshValue = -Infinity;
-  for (let i = 0; i < V; i++) {
-    if (bitmask && !isAllowed(bitmask, i)) continue;
-    allowed++;
-    if (best < 0 || logits[i] > bestValue) { best = i; bestValue = logits[i]; }
-    if (avoid && !avoid.has(i) && (fresh < 0 || logits[i] > freshValue)) { fresh = i; freshValue = logits[i]; }
-  }
-  let preferred = false;
-  for (const ids of prefer ?? []) {
-    let chosen = -1, chosenValue = -Infinity;
-    for (const i of ids) {
-      if (i >= V || !isAllowed(bitmask, i)) continue;
-      if (chosen < 0 || logits[i] > chosenValue) { chosen = i; chosenValue = logits[i]; }
-    }
-    if (chosen >= 0) { best = chosen; bestValue = chosenValue; preferred = true; break; }
-  }
-  // No closing token allowed: the best allowed token not among the last ones (closing.py).
-  if (!preferred && avoid && avoid.size && fresh >= 0) { best = fresh; bestValue = freshValue; }
-  if (allowed === 1) return [best, 1.0, 1];
-  let sum = 0;
-  for (let i = 0; i < V; i++) {
-    if (bitmask && !isAllowed(bitmask, i)) continue;
-    sum += Math.fround(Math.exp(Math.fround(logits[i] - bestValue)));
-  }
-  return [best, 1 / sum, allowed];
+// The decode loop's constants and closing-mode token groups (pyapp.generation.loop.decode_plan),
+// computed once by Python from vocabulary().
+let plan = null;
+export function setDecodePlan(planJson) {
+  plan = parsePlan(planJson);
 }
 
 // request: {ids, grammar (a compileSchema key or null), max_new_tokens, close_at (closing mode
@@ -240,42 +175,24 @@ export async function generate(requestJson) {
   const clock = () => performance.now() / 1000;
   const t0 = clock();
   let state = await forward(ids, null, 0);
-  const timings = { prefill_s: clock() - t0, forward_s: 0, constraint_s: 0 };
+  const prefill = clock() - t0;
   // terminateWithoutStopToken: isTerminated() once the JSON value is closed, which is when
   // xgrammar's is_completed() says so under CPython (the stop token is never run).
   const matcher = grammar ? await lm.xgr.GrammarMatcher.createGrammarMatcher(grammars.get(grammar), undefined, true) : null;
-  const closeFrom = matcher && closing && closeAt !== null ? closeAt : null;
-  const out = [], choices = [];
-  let reason = "max_new_tokens", closed = false, textState = [false, false];
+  let result;
   try {
-    while (out.length < maxNew) {
-      if (cancelRequested) { reason = "cancelled"; break; }
-      let t = clock();
-      const bitmask = matcher ? await matcher.getNextTokenBitmask() : null;
-      if (closeFrom !== null && !closed && (out.length >= closeFrom || repeats(out))) closed = true;  // stays on
-      const prefer = closed ? (textState[0] ? closing.inString.map((g) => closing.groups[g]) : closing.groups) : null;
-      const avoid = closed ? new Set(out.slice(-closing.avoidWindow)) : null;
-      const [token, prob, allowed] = pick(state.logits, bitmask, prefer, avoid);
-      if (matcher && !matcher.acceptToken(token)) throw new Error(`grammar rejected token ${token} it allowed`);
-      timings.constraint_s += clock() - t;
-      if (allowed > 1 && allowed <= CHOICE_MAX) choices.push(prob);
-      if (lm.eos.has(token)) { reason = "eos"; break; }
-      out.push(token);
-      if (closing) textState = closing.quotes.has(token) ? stringState(textState, closing.quotes.get(token)) : [textState[0], false];
-      if (onToken) onToken({ tokens: out.length, text: lm.tokenizer.decode(out, { skip_special_tokens: true }) });
-      if (matcher && matcher.isTerminated()) { reason = "grammar"; break; }
-      if (out.length >= maxNew) break;
+    if (!plan) throw new Error("setDecodePlan() was not called");
+    result = await decodeGreedy({
+      logits: state.logits, matcher, plan, vocabSize: lm.vocabSize, eos: lm.eos, maxNew, closeAt, clock,
+      step: async (token) => { state = await forward([token], state.past, state.length); return state.logits; },
+      cancelled: () => cancelRequested,
+      onToken: onToken && ((out) => onToken({ tokens: out.length, text: lm.tokenizer.decode(out, { skip_special_tokens: true }) })),
       // Let a cancel message in before the next forward pass.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      if (cancelRequested) { reason = "cancelled"; break; }
-      t = clock();
-      state = await forward([token], state.past, state.length);
-      timings.forward_s += clock() - t;
-    }
+      pause: () => new Promise((resolve) => setTimeout(resolve, 0)),
+    });
   } finally {
     matcher?.dispose();
     for (const tensor of state.past) tensor.dispose?.();
   }
-  timings.decode_tokens = out.length;
-  return JSON.stringify({ token_ids: out, stop_reason: reason, choices, timings, closed_early: closed });
+  return JSON.stringify({ ...result, timings: { prefill_s: prefill, ...result.timings } });
 }

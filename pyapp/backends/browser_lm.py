@@ -4,7 +4,8 @@ web-xgrammar), for extraction tasks in Pyodide.
 Besides ``browser.py`` the only Python module that talks to JS. The worker registers
 ``edge_triage_lm`` (web/lm.js) before importing us. The prompt, the context budget, the stop
 reasons and the result are the task/generation code CPython runs; only the decode loop itself is
-in JS (pyapp/generation/loop.py's loop, written again there), so per-token work (logits,
+in JS (web/decode.js: pyapp/generation/loop.py's loop, step for step, its constants and closing
+groups from ``decode_plan``, tested on the Python loop's cases), so per-token work (logits,
 grammar bitmask) never crosses into Python. Cancel and streaming are JS-side too
 (``lm.cancel()``, ``lm.setTokenListener``), driven by the worker.
 """
@@ -19,8 +20,8 @@ import edge_triage_lm  # type: ignore[import-not-found]  # registered by web/wor
 
 from ..engine import Engine, run_as_json
 from ..generation import Generation, Prompt
-from ..generation.closing import (AVOID_WINDOW, IN_STRING_GROUPS, closing_starts_at,
-                                  closing_token_ids, quote_tokens)
+from ..generation.closing import closing_starts_at
+from ..generation.loop import decode_plan
 from ..grammar import CompiledGrammar, GrammarEngine, enforceable
 from ..grammar.coverage import check_web_xgrammar
 
@@ -82,9 +83,7 @@ class BrowserTextGenerator:
                    "memoryBudgetBytes": self.config.get("memoryBudgetBytes")}
         info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))
         vocab = [(text, i) for i, text in enumerate(json.loads(edge_triage_lm.vocabulary()))]
-        edge_triage_lm.setClosing(json.dumps({
-            "groups": closing_token_ids(vocab), "in_string": list(IN_STRING_GROUPS),
-            "quotes": quote_tokens(vocab), "avoid_window": AVOID_WINDOW}))
+        edge_triage_lm.setDecodePlan(json.dumps(decode_plan(vocab)))
         self.eos_ids = frozenset(info["eos_ids"])
         self.dtype = info["dtype"]
         self.model_key = f"{self.config['lm']['key']}:{self.dtype}"

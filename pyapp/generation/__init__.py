@@ -1,8 +1,8 @@
 """Text generation: the chat prompt, the greedy decode loop and its result.
 
 Runtime-free: the loop drives a ``StepModel`` (``models.cpython.lm``) and a grammar
-cursor (``pyapp.grammar``); in the browser transformers.js runs the same loop in JS
-(``web/lm.js``) and returns the same ``Generation`` fields.
+cursor (``pyapp.grammar``); in the browser the same loop runs in JS (``web/decode.js``, with
+the constants of ``loop.decode_plan``) and returns the same ``Generation`` fields.
 """
 
 from .loop import DecodeState, Generation, StopReason, decode_greedy

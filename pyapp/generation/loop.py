@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .closing import AVOID_WINDOW, IN_STRING_GROUPS, repeats, string_state
+from .closing import (AVOID_WINDOW, IN_STRING_GROUPS, MAX_PERIOD, MIN_LOOP, closing_token_ids,
+                      quote_tokens, repeats, string_state)
 
 StopReason = Literal["eos", "grammar", "max_new_tokens", "context", "cancelled"]
 #: Stops after which the output is complete; any other stop means it was cut short.
@@ -75,6 +76,20 @@ class Kernel(Protocol):
 # Steps with more allowed tokens than this are free text (strings, numbers): their
 # probabilities say how the model phrases something, not which answer it chose.
 CHOICE_MAX = 64
+
+
+def decode_plan(vocab: list[tuple[str, int]]) -> dict[str, Any]:
+    """What the browser's copy of this loop (web/decode.js) needs from here, as JSON: the closing
+    groups and quote tokens of a vocabulary of ``(text, id)`` pairs and every constant, so the
+    two loops cannot drift apart.
+
+    >>> plan = decode_plan([('"', 1), ('}', 2)])
+    >>> plan["groups"][:2], plan["quotes"], plan["choice_max"]
+    ([[2], [1]], {1: '"'}, 64)
+    """
+    return {"groups": closing_token_ids(vocab), "in_string": list(IN_STRING_GROUPS),
+            "quotes": quote_tokens(vocab), "avoid_window": AVOID_WINDOW, "max_period": MAX_PERIOD,
+            "min_loop": MIN_LOOP, "choice_max": CHOICE_MAX}
 
 
 def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,

@@ -125,44 +125,6 @@ class AnyOfCursor(OnlyCursor):
         return self.done
 
 
-def closing_run(script, allowed, last, groups, close_at, quotes=None, max_new_tokens=10):
-    kernel = GreedyKernel(VOCAB)
-    return decode_greedy(ScriptedModel(script), [1], kernel=kernel,
-                         cursor=AnyOfCursor(allowed, last), max_new_tokens=max_new_tokens,
-                         eos_ids=frozenset({0}),
-                         closing=(close_at, kernel.group_masks(groups), quotes or {}))
-
-
-def test_closing_mode_prefers_closing_tokens_near_the_budget():
-    # The model keeps choosing 5 ("more text"); from token 3 on the closer 9 is preferred.
-    gen = closing_run([5], allowed=[5, 7, 9], last=9, groups=[[9], [7]], close_at=3)
-    assert gen.token_ids == [5, 5, 5, 9] and gen.stop_reason == "grammar" and gen.closed_early
-    # Without reaching the reserve nothing changes, and the flag stays off.
-    gen = closing_run([5, 5, 9], allowed=[5, 7, 9], last=9, groups=[[9], [7]], close_at=8)
-    assert gen.token_ids == [5, 5, 9] and not gen.closed_early
-
-
-def test_closing_mode_falls_through_groups_the_grammar_does_not_allow():
-    gen = closing_run([5], allowed=[5, 7, 9], last=7, groups=[[11], [12, 7]], close_at=1)
-    assert gen.token_ids == [5, 7]
-
-
-def test_closing_mode_inside_a_string_only_closes_the_string():
-    # Token 3 is '"', 9 is '}' (group 0), 8 is '"}' (group 1). Opening quote first, then inside
-    # the string '}' is just a character: the quote group wins although '}' is listed first.
-    from pyapp.generation.closing import IN_STRING_GROUPS
-
-    assert IN_STRING_GROUPS == (1, 2)
-    quotes = {3: '"', 8: '"}'}
-    gen = closing_run([3, 5], allowed=[3, 5, 8, 9], last=8, groups=[[9], [8], [3]],
-                      close_at=1, quotes=quotes)
-    assert gen.token_ids == [3, 8]
-    # Outside a string the same plan picks the pure closer.
-    gen = closing_run([5], allowed=[3, 5, 8, 9], last=9, groups=[[9], [8], [3]],
-                      close_at=1, quotes=quotes)
-    assert gen.token_ids == [5, 9]
-
-
 def test_preferred_pick_keeps_the_probability_over_all_allowed_tokens():
     kernel = GreedyKernel(VOCAB)
     logits = np.zeros(VOCAB, dtype=np.float32)
@@ -173,18 +135,3 @@ def test_preferred_pick_keeps_the_probability_over_all_allowed_tokens():
     token, prob, allowed = kernel.pick(logits, bitmask, kernel.group_masks([[9]]))
     assert (token, allowed) == (9, 2)
     assert prob == pytest.approx(np.exp(1.0) / (np.exp(1.0) + np.exp(3.0)), rel=1e-6)
-
-
-def test_closing_mode_starts_early_when_the_output_loops():
-    # Greedy on a model that only ever wants token 5 loops; after 8 of them it is closed,
-    # long before the reserve at token 50.
-    gen = closing_run([5], allowed=[5, 9], last=9, groups=[[9]], close_at=50, max_new_tokens=60)
-    assert gen.token_ids == [5] * 8 + [9] and gen.closed_early
-
-
-def test_closing_mode_leaves_a_loop_where_no_closing_token_is_allowed():
-    # Like the digits of a time's fraction: only a digit or the final "Z" (9) may come next and
-    # no closing group applies, so recent tokens are avoided until the loop is left.
-    gen = closing_run([5], allowed=[5, 6, 9], last=9, groups=[[11]], close_at=50,
-                      max_new_tokens=60)
-    assert gen.token_ids == [5] * 8 + [6, 9] and gen.closed_early
