@@ -20,7 +20,7 @@ from pyapp.tasks import LinearHeadTask, create_task
 from .settings import Settings
 
 # web/ files the page and worker load (the app shell).
-SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "decode.js", "outbox.js", "modelstore.js",
+SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "pick.js", "outbox.js", "modelstore.js",
          "style.css", "icon.svg", "icons/icon-192.png", "icons/icon-512.png")
 
 

@@ -1,16 +1,17 @@
 // The language model in the worker: SmolLM2 through the transformers.js module that
 // web/inference.js configures (our origin only), the grammar from @mlc-ai/web-xgrammar (Wasm,
-// the same C++ engine as PyPI xgrammar), and the greedy decode loop of
-// pyapp/generation/loop.py in JS (web/decode.js, every constant from Python) so that no
-// per-token work (logits, bitmask) crosses into Python. Python (pyapp/backends/browser_lm.py) builds the prompt, tokenises it
-// through encode(), calls generate() once per request and turns the JSON it returns into a
-// Generation; everything after that is the same task code as under CPython.
+// the same C++ engine as PyPI xgrammar), and the pieces pyapp/generation/loop.py's decode loop
+// drives from Python (pyapp/backends/browser_decode.py): a step model keeping the logits and the
+// KV cache here, the grammar cursor, and the pick kernel (web/pick.js), so that per token only a
+// token id and (token, probability, allowed count) cross into Python. Python
+// (pyapp/backends/browser_lm.py) builds the prompt, tokenises it through encode(), runs the loop
+// and builds the Generation; everything is the same task code as under CPython.
 //
 // Loaded lazily, the first time an extraction task runs: classification never pays for it.
 
-import { decodeGreedy, parsePlan } from "./decode.js";
 import { addVerifiedFiles, configureTransformers } from "./inference.js";
 import { ShardedModelStore } from "./modelstore.js";
+import { pick as pickAllowed } from "./pick.js";
 
 let lm = null;
 let cancelRequested = false;
@@ -160,39 +161,57 @@ export function vocabulary() {
   return JSON.stringify(lm.vocabTexts);
 }
 
-// The decode loop's constants and closing-mode token groups (pyapp.generation.loop.decode_plan),
-// computed once by Python from vocabulary().
-let plan = null;
-export function setDecodePlan(planJson) {
-  plan = parsePlan(planJson);
+// One decode at a time, driven step by step by pyapp.generation.loop.decode_greedy_async: the
+// last logits row, the KV cache, the grammar matcher and its bitmask, the tokens so far.
+let run = null;
+let closingGroups = [];
+
+export async function start(idsJson) {
+  release();
+  run = { state: null, matcher: null, bitmask: null, out: [] };
+  run.state = await forward(JSON.parse(idsJson), null, 0);
 }
 
-// request: {ids, grammar (a compileSchema key or null), max_new_tokens, close_at (closing mode
-// from this many tokens on, or null)}. Resolves with the JSON of {token_ids, stop_reason,
-// choices, timings, closed_early} (the fields of pyapp.generation.Generation).
-export async function generate(requestJson) {
-  const { ids, grammar, max_new_tokens: maxNew, close_at: closeAt = null } = JSON.parse(requestJson);
-  const clock = () => performance.now() / 1000;
-  const t0 = clock();
-  let state = await forward(ids, null, 0);
-  const prefill = clock() - t0;
-  // terminateWithoutStopToken: isTerminated() once the JSON value is closed, which is when
-  // xgrammar's is_completed() says so under CPython (the stop token is never run).
-  const matcher = grammar ? await lm.xgr.GrammarMatcher.createGrammarMatcher(grammars.get(grammar), undefined, true) : null;
-  let result;
-  try {
-    if (!plan) throw new Error("setDecodePlan() was not called");
-    result = await decodeGreedy({
-      logits: state.logits, matcher, plan, vocabSize: lm.vocabSize, eos: lm.eos, maxNew, closeAt, clock,
-      step: async (token) => { state = await forward([token], state.past, state.length); return state.logits; },
-      cancelled: () => cancelRequested,
-      onToken: onToken && ((out) => onToken({ tokens: out.length, text: lm.tokenizer.decode(out, { skip_special_tokens: true }) })),
-      // Let a cancel message in before the next forward pass.
-      pause: () => new Promise((resolve) => setTimeout(resolve, 0)),
-    });
-  } finally {
-    matcher?.dispose();
-    for (const tensor of state.past) tensor.dispose?.();
-  }
-  return JSON.stringify({ ...result, timings: { prefill_s: prefill, ...result.timings } });
+export async function step(token) {
+  // Let a cancel message in before the forward pass; the loop stops at its next cancel check.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  if (cancelRequested) return;
+  run.state = await forward([token], run.state.past, run.state.length);
+}
+
+// terminateWithoutStopToken: isTerminated() once the JSON value is closed, which is when
+// xgrammar's is_completed() says so under CPython (the stop token is never run).
+export async function fillBitmask(grammar) {
+  run.matcher ??= await lm.xgr.GrammarMatcher.createGrammarMatcher(grammars.get(grammar), undefined, true);
+  run.bitmask = await run.matcher.getNextTokenBitmask();
+}
+export function acceptToken(token) { return run.matcher.acceptToken(token); }
+export function isTerminated() { return run.matcher.isTerminated(); }
+
+// Closing mode's token groups (pyapp/generation/closing.py), sent once; pick() names them by index.
+export function setGroups(groupsJson) {
+  closingGroups = JSON.parse(groupsJson).map((ids) => Int32Array.from(ids));
+}
+
+// [token, probability renormalised over the allowed tokens, number allowed] (web/pick.js).
+export function pick(preferJson, avoidJson) {
+  const prefer = preferJson ? JSON.parse(preferJson).map((g) => closingGroups[g]) : null;
+  const avoid = avoidJson ? new Set(JSON.parse(avoidJson)) : null;
+  return pickAllowed(run.state.logits, lm.vocabSize, run.bitmask, prefer, avoid);
+}
+
+export function isCancelled() { return cancelRequested; }
+
+// Streaming: the page sees the text so far after every generated token.
+export function emitToken(token) {
+  run.out.push(token);
+  if (onToken) onToken({ tokens: run.out.length, text: lm.tokenizer.decode(run.out, { skip_special_tokens: true }) });
+}
+
+// The end of a decode (also after an error): the matcher and the KV cache are freed.
+export function release() {
+  if (!run) return;
+  run.matcher?.dispose();
+  for (const tensor of run.state?.past ?? []) tensor.dispose?.();
+  run = null;
 }

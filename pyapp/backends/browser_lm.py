@@ -3,10 +3,10 @@ web-xgrammar), for extraction tasks in Pyodide.
 
 Besides ``browser.py`` the only Python module that talks to JS. The worker registers
 ``edge_triage_lm`` (web/lm.js) before importing us. The prompt, the context budget, the stop
-reasons and the result are the task/generation code CPython runs; only the decode loop itself is
-in JS (web/decode.js: pyapp/generation/loop.py's loop, step for step, its constants and closing
-groups from ``decode_plan``, tested on the Python loop's cases), so per-token work (logits,
-grammar bitmask) never crosses into Python. Cancel and streaming are JS-side too
+reasons, the result and the decode loop itself (``pyapp.generation.loop``) are the code CPython
+runs; the loop drives small JS pieces (``browser_decode``) that keep the logits, the KV cache and
+the grammar's bitmask in JS, so per token only a token id and (token, probability, allowed count)
+cross. Cancel and streaming are JS-side too
 (``lm.cancel()``, ``lm.setTokenListener``), driven by the worker.
 """
 
@@ -20,10 +20,11 @@ import edge_triage_lm  # type: ignore[import-not-found]  # registered by web/wor
 
 from ..engine import Engine, run_as_json
 from ..generation import Generation, Prompt
-from ..generation.closing import closing_starts_at
-from ..generation.loop import decode_plan
+from ..generation.closing import closing_starts_at, closing_token_ids, quote_tokens
+from ..generation.loop import decode_greedy_async
 from ..grammar import CompiledGrammar, GrammarEngine, enforceable
 from ..grammar.coverage import check_web_xgrammar
+from .browser_decode import JsCursor, JsKernel, JsStepModel
 
 
 class JsCompiledGrammar(CompiledGrammar):
@@ -33,8 +34,8 @@ class JsCompiledGrammar(CompiledGrammar):
         self.key = key
         self.schema = schema
 
-    def cursor(self):
-        raise NotImplementedError("the browser decode loop walks the grammar in JS (web/lm.js)")
+    def cursor(self) -> JsCursor:
+        return JsCursor(self.key)
 
 
 class JsGrammarEngine(GrammarEngine):
@@ -83,7 +84,8 @@ class BrowserTextGenerator:
                    "memoryBudgetBytes": self.config.get("memoryBudgetBytes")}
         info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))
         vocab = [(text, i) for i, text in enumerate(json.loads(edge_triage_lm.vocabulary()))]
-        edge_triage_lm.setDecodePlan(json.dumps(decode_plan(vocab)))
+        self._kernel = JsKernel()
+        self._closing = (self._kernel.group_masks(closing_token_ids(vocab)), quote_tokens(vocab))
         self.eos_ids = frozenset(info["eos_ids"])
         self.dtype = info["dtype"]
         self.model_key = f"{self.config['lm']['key']}:{self.dtype}"
@@ -111,16 +113,21 @@ class BrowserTextGenerator:
 
     async def generate(self, prompt: Prompt, grammar=None, max_new_tokens: int = 128,
                        cancel=None, on_token=None) -> Generation:
-        # As OnnxTextGenerator.generate_sync (models/cpython/lm.py), decode loop in JS.
+        # As OnnxTextGenerator.generate_sync (models/cpython/lm.py), with the JS pieces. Cancel
+        # and streaming are the worker's (lm.cancel(), lm.setTokenListener).
         ids = self.encode(prompt.render())
         budget = min(max_new_tokens, self.max_tokens - len(ids))
+        cursor = grammar.cursor() if grammar is not None else None
         started = time.perf_counter()
-        raw = json.loads(await edge_triage_lm.generate(json.dumps({
-            "ids": ids, "grammar": grammar.key if grammar is not None else None,
-            "max_new_tokens": max(0, budget),
-            "close_at": closing_starts_at(max(0, budget)) if grammar is not None else None})))
-        gen = Generation(raw["token_ids"], raw["stop_reason"], raw["choices"],
-                         timings=raw["timings"], closed_early=raw["closed_early"])
+        try:
+            gen = await decode_greedy_async(
+                JsStepModel(), ids, kernel=self._kernel, cursor=cursor,
+                max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
+                cancel=lambda: bool(edge_triage_lm.isCancelled()),
+                on_token=edge_triage_lm.emitToken,
+                closing=(closing_starts_at(max(0, budget)), *self._closing))
+        finally:
+            edge_triage_lm.release()
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started)
 

@@ -1,13 +1,13 @@
 """Text generation: the chat prompt, the greedy decode loop and its result.
 
-Runtime-free: the loop drives a ``StepModel`` (``models.cpython.lm``) and a grammar
-cursor (``pyapp.grammar``); in the browser the same loop runs in JS (``web/decode.js``, with
-the constants of ``loop.decode_plan``) and returns the same ``Generation`` fields.
+Runtime-free: the one loop (``loop.decode_greedy_async``) drives a ``StepModel``, a grammar cursor
+and a pick kernel: onnxruntime + numpy + xgrammar under CPython (``models.cpython``), small JS
+pieces over transformers.js and web-xgrammar in the browser (``pyapp.backends.browser_decode``).
 """
 
-from .loop import DecodeState, Generation, StopReason, decode_greedy
+from .loop import DecodeState, Generation, StopReason, decode_greedy, decode_greedy_async
 from .generator import TextGenerator
 from .prompt import Prompt
 
 __all__ = ["DecodeState", "Generation", "Prompt", "StopReason", "TextGenerator",
-           "decode_greedy"]
+           "decode_greedy", "decode_greedy_async"]

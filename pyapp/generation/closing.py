@@ -32,7 +32,7 @@ The model's logits still choose within the preferred group, and the grammar stil
 allowed, so the output stays schema-valid: this only shortens it. A generation that entered this
 mode says so (``Generation.closed_early``) and extraction results name it as a reason to escalate,
 because a value may have been cut short. The groups are token ids computed here from the
-vocabulary, and handed to both decode loops (``loop.decode_greedy`` and web/decode.js).
+vocabulary and handed to the kernel of either runtime (``loop.decode_greedy_async`` drives both).
 """
 
 from __future__ import annotations

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .closing import (AVOID_WINDOW, IN_STRING_GROUPS, MAX_PERIOD, MIN_LOOP, closing_token_ids,
-                      quote_tokens, repeats, string_state)
+from .closing import AVOID_WINDOW, IN_STRING_GROUPS, repeats, string_state
 
 StopReason = Literal["eos", "grammar", "max_new_tokens", "context", "cancelled"]
 #: Stops after which the output is complete; any other stop means it was cut short.
@@ -25,8 +24,10 @@ class DecodeState:
 
 
 class StepModel(Protocol):
-    def start(self, ids: list[int]) -> DecodeState: ...
-    def step(self, state: DecodeState, token: int) -> DecodeState: ...
+    """``start`` and ``step`` return the state, or (in the browser) a coroutine of it."""
+
+    def start(self, ids: list[int]) -> DecodeState | Awaitable[DecodeState]: ...
+    def step(self, state: DecodeState, token: int) -> DecodeState | Awaitable[DecodeState]: ...
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Generation:
 
 
 class Cursor(Protocol):
-    def fill_bitmask(self, bitmask: Any) -> None: ...
+    def fill_bitmask(self, bitmask: Any) -> None | Awaitable[None]: ...
     def accept(self, token: int) -> bool: ...
     def is_finished(self) -> bool: ...
     def new_bitmask(self) -> Any: ...
@@ -78,26 +79,36 @@ class Kernel(Protocol):
 CHOICE_MAX = 64
 
 
-def decode_plan(vocab: list[tuple[str, int]]) -> dict[str, Any]:
-    """What the browser's copy of this loop (web/decode.js) needs from here, as JSON: the closing
-    groups and quote tokens of a vocabulary of ``(text, id)`` pairs and every constant, so the
-    two loops cannot drift apart.
-
-    >>> plan = decode_plan([('"', 1), ('}', 2)])
-    >>> plan["groups"][:2], plan["quotes"], plan["choice_max"]
-    ([[2], [1]], {1: '"'}, 64)
-    """
-    return {"groups": closing_token_ids(vocab), "in_string": list(IN_STRING_GROUPS),
-            "quotes": quote_tokens(vocab), "avoid_window": AVOID_WINDOW, "max_period": MAX_PERIOD,
-            "min_loop": MIN_LOOP, "choice_max": CHOICE_MAX}
+def decode_greedy(model: StepModel, prompt_ids: list[int], **options: Any) -> Generation:
+    """``decode_greedy_async`` for a model and cursor that answer at once (CPython's): the same
+    loop, run to the end without an event loop."""
+    loop = decode_greedy_async(model, prompt_ids, **options)
+    try:
+        loop.send(None)
+    except StopIteration as done:
+        return done.value
+    loop.close()
+    raise RuntimeError("the model or the cursor is asynchronous: use decode_greedy_async")
 
 
-def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
-                  cursor: Cursor | None, max_new_tokens: int, eos_ids: frozenset[int],
-                  cancel: Callable[[], bool] | None = None,
-                  on_token: Callable[[int], None] | None = None,
-                  closing: tuple[int, list[Any], dict[int, str]] | None = None) -> Generation:
-    """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``.
+async def _ready(value: Any) -> Any:
+    """A piece's answer: awaited when the piece is asynchronous (the browser's, in JS)."""
+    return await value if hasattr(value, "__await__") else value
+
+
+async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
+                              cursor: Cursor | None, max_new_tokens: int,
+                              eos_ids: frozenset[int],
+                              cancel: Callable[[], bool] | None = None,
+                              on_token: Callable[[int], None] | None = None,
+                              closing: tuple[int, list[Any], dict[int, str]] | None = None
+                              ) -> Generation:
+    """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``: the one decode
+    loop of both runtimes. Under CPython the model, cursor and kernel are numpy/onnxruntime
+    objects (``models.cpython``); in the browser they are small JS pieces that keep the logits,
+    the KV cache and the bitmask in JS (``pyapp.backends.browser_decode``), so per token only a
+    token id goes in and (token, probability, allowed count) come back. ``model.start``,
+    ``model.step`` and ``cursor.fill_bitmask`` may be coroutines.
 
     With a ``cursor`` every step picks the best token the grammar allows, and decoding stops as
     soon as the grammar is finished (the stop token it would force is not run through the
@@ -107,7 +118,7 @@ def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
     """
     clock = time.perf_counter
     t0 = clock()
-    state = model.start(prompt_ids)
+    state = await _ready(model.start(prompt_ids))
     timings = {"prefill_s": clock() - t0, "forward_s": 0.0, "constraint_s": 0.0}
     bitmask = cursor.new_bitmask() if cursor is not None else None
     out: list[int] = []
@@ -122,7 +133,7 @@ def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
             break
         t = clock()
         if cursor is not None:
-            cursor.fill_bitmask(bitmask)
+            await _ready(cursor.fill_bitmask(bitmask))
         if close_at is not None and not closed and (len(out) >= close_at or repeats(out)):
             closed = True  # and stays on
         prefer, avoid = None, None
@@ -150,7 +161,7 @@ def decode_greedy(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
         if len(out) >= max_new_tokens:
             break
         t = clock()
-        state = model.step(state, token)
+        state = await _ready(model.step(state, token))
         timings["forward_s"] += clock() - t
     timings["decode_tokens"] = float(len(out))
     return Generation(out, reason, choices, timings=timings, closed_early=closed)

@@ -1,26 +1,20 @@
-"""Closing mode and the decode loop, the same cases in both loops: pyapp/generation/loop.py under
-CPython and web/decode.js (the browser's copy) under node, with the constants and closing groups
-Python hands the browser (``decode_plan``). Fast: scripted logits, no model."""
+"""Closing mode and the decode loop on shared cases, through both drivers of the one loop:
+``decode_greedy`` (CPython's pieces answer at once) and ``decode_greedy_async`` with pieces that
+answer through coroutines, as the browser's JS pieces do (pyapp/backends/browser_decode.py). Fast:
+scripted logits, no model."""
 
 from __future__ import annotations
 
-import json
-import random
-import shutil
-import subprocess
-from pathlib import Path
+import asyncio
 
 import numpy as np
 import pytest
 
 from models.cpython.sampling import GreedyKernel
 from pyapp.generation import decode_greedy
-from pyapp.generation.closing import IN_STRING_GROUPS, repeats, string_state
-from pyapp.generation.loop import decode_plan
+from pyapp.generation.loop import decode_greedy_async
 
 from .test_loop import VOCAB, AnyOfCursor, OnlyCursor, ScriptedModel
-
-HARNESS = Path(__file__).with_name("decode_harness.mjs")
 
 #: name → case: the scripted favourites, the grammar (``only``: allowed ids per step; ``any``:
 #: the same ids every step, finished after ``last``), the closing plan, and what must come out.
@@ -66,105 +60,73 @@ CASES = {
         max_new_tokens=60, expect=dict(token_ids=[5] * 8 + [6, 9], closed_early=True)),
 }
 
-STRINGS = [((False, False), '{"a'), ((True, False), 'x\\"'), ((True, False), "\\"),
-           ((True, True), '""'), ((False, False), 'a"b"c"')]
-REPEATS = [[5, 1, 2, 1, 2, 1, 2, 1, 2], [1] * 7, [1] * 8, [9, 3, 4, 5, 3, 4, 5, 3, 4],
-           [7] + [1, 2, 3, 4, 5, 6, 7, 8, 9] * 3, [1, 2, 3, 4, 5, 6, 7, 8] * 3]
 
-
-def run_python(case: dict):
+def pieces(case: dict):
     cursor = case.get("cursor")
     if cursor is not None:
         cursor = (OnlyCursor(cursor["only"]) if "only" in cursor
                   else AnyOfCursor(cursor["any"], cursor["last"]))
     kernel = GreedyKernel(VOCAB)
-    emitted = []
+    emitted: list[int] = []
     closing = None
     if case.get("close_at") is not None:
         closing = (case["close_at"], kernel.group_masks(case["groups"]), case.get("quotes", {}))
-    return decode_greedy(
-        ScriptedModel(case["script"]), [1], kernel=kernel, cursor=cursor,
-        max_new_tokens=case.get("max_new_tokens", 10), eos_ids=frozenset({0}),
-        cancel=(lambda: len(emitted) >= case["cancel_after"]) if "cancel_after" in case else None,
-        on_token=emitted.append, closing=closing)
+    options = dict(kernel=kernel, cursor=cursor, max_new_tokens=case.get("max_new_tokens", 10),
+                   eos_ids=frozenset({0}), on_token=emitted.append, closing=closing,
+                   cancel=(lambda: len(emitted) >= case["cancel_after"])
+                   if "cancel_after" in case else None)
+    return ScriptedModel(case["script"]), options
 
 
-def pick_cases() -> list[dict]:
-    """Random logits and grammars, with and without closing preference and avoided tokens."""
-    rng = random.Random(14)
-    cases = []
-    for i in range(60):
-        logits = [round(rng.gauss(0, 3), 3) for _ in range(VOCAB)]
-        allowed = None if i % 10 == 0 else sorted(rng.sample(range(VOCAB), rng.randint(1, 12)))
-        prefer = [sorted(rng.sample(range(VOCAB), 3)) for _ in range(2)] if i % 3 and allowed else None
-        avoid = rng.sample(range(VOCAB), 4) if i % 4 == 1 and allowed else None
-        cases.append(dict(logits=logits, allowed=allowed, prefer=prefer, avoid=avoid))
-    return cases
+class AsyncModel:
+    """The scripted model behind coroutines that really suspend (as awaiting JS does)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    async def start(self, ids):
+        await asyncio.sleep(0)
+        return self.model.start(ids)
+
+    async def step(self, state, token):
+        await asyncio.sleep(0)
+        return self.model.step(state, token)
 
 
-@pytest.fixture(scope="module")
-def js():
-    """Every case through web/decode.js in one node run."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is needed to test web/decode.js (npm ci installs the project's JS)")
-    request = {"plan": decode_plan([]), "vocab": VOCAB,
-               "cases": [{**c, "max_new_tokens": c.get("max_new_tokens", 10), "expect": None}
-                         for c in CASES.values()],
-               "picks": pick_cases(), "strings": STRINGS, "repeats": REPEATS}
-    done = subprocess.run([node, str(HARNESS)], input=json.dumps(request), capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    result["cases"] = dict(zip(CASES, result["cases"]))
-    return result
+class AsyncCursor:
+    def __init__(self, cursor):
+        self.cursor = cursor
+        self.new_bitmask, self.accept, self.is_finished = (
+            cursor.new_bitmask, cursor.accept, cursor.is_finished)
+
+    async def fill_bitmask(self, bitmask):
+        await asyncio.sleep(0)
+        self.cursor.fill_bitmask(bitmask)
 
 
-def check(got: dict, expect: dict) -> None:
+def check(gen, expect: dict) -> None:
     for key, value in expect.items():
-        if key == "choices":
-            assert got[key] == pytest.approx(value, rel=1e-5)
-        else:
-            assert got[key] == value, key
+        got = getattr(gen, key)
+        assert got == (pytest.approx(value, rel=1e-5) if key == "choices" else value), key
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_python_loop(name):
-    gen = run_python(CASES[name])
-    check({"token_ids": gen.token_ids, "stop_reason": gen.stop_reason, "choices": gen.choices,
-           "closed_early": gen.closed_early}, CASES[name]["expect"])
+def test_loop(name):
+    model, options = pieces(CASES[name])
+    check(decode_greedy(model, [1], **options), CASES[name]["expect"])
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_js_loop(js, name):
-    check(js["cases"][name], CASES[name]["expect"])
+def test_loop_with_asynchronous_pieces(name):
+    model, options = pieces(CASES[name])
+    if options["cursor"] is not None:
+        options["cursor"] = AsyncCursor(options["cursor"])
+    check(asyncio.run(decode_greedy_async(AsyncModel(model), [1], **options)),
+          CASES[name]["expect"])
 
 
-def test_js_pick_kernel_matches_python(js):
-    kernel = GreedyKernel(VOCAB)
-    for case, (token, prob, allowed) in zip(pick_cases(), js["picks"], strict=True):
-        bitmask = None
-        if case["allowed"] is not None:
-            bitmask = kernel.group_masks([case["allowed"]])[0]
-        prefer = kernel.group_masks(case["prefer"]) if case["prefer"] else None
-        want = kernel.pick(np.array(case["logits"], dtype=np.float32), bitmask, prefer,
-                           case["avoid"])
-        assert (token, allowed) == (want[0], want[2]), case
-        assert prob == pytest.approx(want[1], rel=1e-5), case
+def test_the_synchronous_driver_refuses_asynchronous_pieces():
+    model, options = pieces(CASES["token limit"])
+    with pytest.raises(RuntimeError, match="asynchronous"):
+        decode_greedy(AsyncModel(model), [1], **options)
 
-
-def test_js_string_state_and_repeats_match_python(js):
-    assert [tuple(s) for s in js["strings"]] == [string_state(*c) for c in STRINGS]
-    assert js["repeats"] == [repeats(t) for t in REPEATS]
-    assert any(js["repeats"]) and not all(js["repeats"])
-
-
-def test_the_plan_carries_every_constant_the_js_loop_reads():
-    plan = decode_plan([('"', 1), ("}", 2), ("ab", 3)])
-    assert plan["in_string"] == list(IN_STRING_GROUPS)
-    used = set()
-    source = (Path(__file__).resolve().parents[3] / "web" / "decode.js").read_text()
-    for key in plan:
-        if f"p.{key}" in source:
-            used.add(key)
-    assert used == set(plan)
