@@ -52,3 +52,40 @@ def test_pyapp_wheel_holds_only_pyapp(build_dir, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert all(n.startswith(("pyapp/", "edge_triage_pyapp-")) for n in names)
     assert "pyapp/backends/browser.py" in names
+
+
+def test_pyapp_wheel_holds_exactly_the_modules_the_browser_imports(build_dir):
+    """What ships is what web/worker.js imports, transitively (read from the code, not listed)."""
+    import zipfile
+
+    from tests.test_layout import browser_modules
+
+    runtime_mod.build_runtime(build_dir / "runtime", log=lambda *_: None)
+    (wheel,) = (build_dir / "runtime" / "wheels").glob("edge_triage_pyapp-*.whl")
+    names = [n for n in zipfile.ZipFile(wheel).namelist() if not n.startswith("edge_triage_pyapp-")]
+    modules = {n.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in names}
+    assert all(n.endswith(".py") for n in names), names
+    assert modules == browser_modules()
+
+
+def test_runtime_version_is_keyed_only_on_what_ships(tmp_path):
+    """Editing the CLI, evaluation or a CPython backend leaves clients' offline caches valid;
+    editing shipped code does not."""
+    import shutil
+
+    root = runtime_mod.repo_root()
+    shutil.copytree(root / "pyapp", tmp_path / "pyapp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(root / "package-lock.json", tmp_path / "package-lock.json")
+
+    def key():
+        return runtime_mod.content_key(runtime_mod._inputs(tmp_path))
+
+    before = key()
+    for path in ("server/cli.py", "models/evaluation.py", "models/cpython/lm.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("# edited\n")
+    assert key() == before
+    engine = tmp_path / "pyapp" / "engine.py"
+    engine.write_text(engine.read_text() + "\n# edited\n")
+    assert key() != before
