@@ -54,6 +54,8 @@ class TrainedHead:
     prototype_oof_probabilities: np.ndarray | None = None
     #: Which training rows the held-out probabilities above belong to.
     scored: np.ndarray | None = None
+    #: Raw held-out logits (before the temperature) of those rows; scope scores need them.
+    oof_logits: np.ndarray | None = None
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -194,7 +196,7 @@ def train_head(
         "prototype_temperature": proto_t,
     }
     return TrainedHead(head, l2, cv, softmax(oof[l2] / temperature), softmax(proto_oof / proto_t),
-                       scored)
+                       scored, oof[l2])
 
 
 def choose_threshold(

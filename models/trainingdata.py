@@ -116,6 +116,8 @@ def build_head_artifact(task: LinearHeadTask, encoder, log=print, limit: int | N
     }
     head = trained.head
     artifact = head_artifact(task, encoder.model_key, head.weights, head.bias, head.temperature, training)
+    if task.escalate_labels:
+        add_scope(artifact, task, x, y, trained, log)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     tmp.write_text(json.dumps(artifact))
@@ -124,6 +126,22 @@ def build_head_artifact(task: LinearHeadTask, encoder, log=print, limit: int | N
         f"{trained.cv['prototype_accuracy']:.4f}), L2 {trained.l2:g}, "
         f"T {head.temperature:.3f}, CV threshold {cv_threshold}")
     return artifact
+
+
+def add_scope(artifact: dict, task: LinearHeadTask, x: np.ndarray, y: np.ndarray, trained,
+              log=print) -> None:
+    """Fit the out-of-scope detectors (``models.scope``) and put the shipped one, with its two
+    thresholds, into ``artifact``; every method's held-out result goes into its training record."""
+    from pyapp.tasks.linear import rounded
+
+    from .scope import fit_scope
+
+    oos = task.labels.index(sorted(task.escalate_labels)[0])
+    log(f"task {task.name}: fitting out-of-scope detectors on the held-out fold")
+    fitted = fit_scope(x, y, oos, len(task.labels), trained.scored, trained.oof_logits,
+                       trained.head.temperature, log=log)
+    artifact["scope"] = rounded(fitted["detector"])
+    artifact["training"]["scope_methods"] = rounded(fitted["methods"])
 
 
 def compare_with_prototypes(task, encoder, records: list[dict], root: Path | None = None) -> list[dict]:
@@ -167,3 +185,21 @@ def compare_with_prototypes(task, encoder, records: list[dict], root: Path | Non
             **routing,
         })
     return rows
+
+
+def compare_scope_methods(task, encoder, records: list[dict], root: Path | None = None) -> list[dict]:
+    """Dev results of every out-of-scope method the build fitted (``models.scope.METHODS``), each
+    at its own thresholds from held-out training data. [] for tasks without a scope detector."""
+    from .scope import compare_methods
+
+    if not isinstance(task, LinearHeadTask) or not task.training_info.get("scope_methods"):
+        return []
+    train_records = read_jsonl((root or data_root()) / task.training.file)
+    rows = training_rows(task.training, train_records)
+    index = {label: i for i, label in enumerate(task.labels)}
+    x_train = embed_records(encoder, train_records, rows).astype(np.float64)
+    y_train = np.array([index[task.training.label_of(train_records[i])] for i in rows])
+    x = embed_cached(encoder, [r["text"] for r in records]).astype(np.float64)
+    y = np.array([index[task.training.label_of(r)] for r in records])
+    return compare_methods(task.artifact(encoder.model_key), x_train, y_train, x, y)
+

@@ -20,6 +20,7 @@ from .. import vectors
 from ..backends.base import EncoderBackend
 from .base import DEFAULT_THRESHOLD, Prediction, Task
 from .classification import label_output_model
+from .scope import ScopeDetector
 
 
 class ArtifactMissingError(RuntimeError):
@@ -57,11 +58,12 @@ class Head:
     bias: tuple[float, ...]
     temperature: float
 
+    def logits(self, embedding: list[float]) -> list[float]:
+        return [vectors.dot(w, embedding) + b for w, b in zip(self.weights, self.bias, strict=True)]
+
     def probabilities(self, embedding: list[float]) -> list[float]:
         t = self.temperature
-        return vectors.softmax(
-            [(vectors.dot(w, embedding) + b) / t for w, b in zip(self.weights, self.bias, strict=True)]
-        )
+        return vectors.softmax([v / t for v in self.logits(embedding)])
 
 
 class LinearHeadTask(Task):
@@ -93,6 +95,7 @@ class LinearHeadTask(Task):
         self.escalate_labels = frozenset(escalate_labels)
         self._output_model = label_output_model(name, self.labels)
         self._head: Head | None = None
+        self._scope: ScopeDetector | None = None
         self._artifact: dict | None = None
 
     @property
@@ -121,6 +124,11 @@ class LinearHeadTask(Task):
             tuple(artifact["bias"]),
             float(artifact["temperature"]),
         )
+        # Tasks with an out-of-scope label ship a scope detector and two thresholds fitted on
+        # held-out training data (models/scope.py); the intent threshold replaces the default.
+        self._scope = ScopeDetector.from_artifact(artifact["scope"]) if "scope" in artifact else None
+        if self._scope is not None and artifact["scope"].get("intent_threshold") is not None:
+            self.threshold = float(artifact["scope"]["intent_threshold"])
         self._artifact = artifact
 
     @property
@@ -137,21 +145,44 @@ class LinearHeadTask(Task):
         if self._head is None:
             raise RuntimeError(f"task {self.name!r} is not loaded")
         embedding, truncated, notices = await encoder.embed_input(text)
-        probs = self.probabilities(embedding)
+        logits = self._head.logits(embedding)
+        probs = vectors.softmax([v / self._head.temperature for v in logits])
         best = max(range(len(probs)), key=probs.__getitem__)
         label = self.labels[best]
         output = self._output_model(
             label=label, confidence=probs[best], scores=dict(zip(self.labels, probs, strict=True))
         )
         extra: dict[str, Any] = {}
+        reasons = []
         if label in self.escalate_labels:
-            extra["escalate"] = [f"label {label!r} is not answered locally"]
+            reasons.append(f"label {label!r} is not answered locally")
+        elif self._scope is not None:
+            # First question: is this any of the task's intents? (the router asks the second)
+            score = self._scope.score(embedding, logits, self._head.temperature)
+            extra["scope_score"] = score
+            if not self._scope.in_scope(score):
+                reasons.append(f"scope score {score:.2f} below threshold "
+                               f"{self._scope.threshold}: probably out of scope")
+        if reasons:
+            extra["escalate"] = reasons
         return Prediction(output, probs[best], notices, truncated, extra=extra)
 
     def probabilities(self, embedding: list[float]) -> list[float]:
         if self._head is None:
             raise RuntimeError(f"task {self.name!r} is not loaded")
         return self._head.probabilities(embedding)
+
+
+def rounded(value, digits: int = 6):
+    """``value`` (nested lists/dicts of floats) with floats to ``digits`` significant digits and
+    NaN/±inf as None, so the JSON stays small and parseable by the browser's ``JSON.parse``."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
 
 
 def head_artifact(task: LinearHeadTask, model_key: str, weights, bias, temperature: float,

@@ -103,3 +103,32 @@ def test_registered_packs(name, n):
     task = create_task(name)
     assert len(task.labels) == n
     assert task.describe()["schema"]["properties"]["label"]
+
+
+def scoped(task, threshold):
+    """A confident 'alpha' head plus a scope detector on the oos log-odds alone."""
+    artifact = trained(task)
+    artifact["weights"] = [[0.0] * 384, [0.0] * 384, [0.0] * 384]
+    artifact["bias"] = [5.0, 0.0, 1.0]
+    artifact["scope"] = {"features": ["p_not_oos"], "center": [0.0], "scale": [1.0],
+                         "oos_index": 2, "projection": [], "means": [], "threshold": threshold,
+                         "intent_threshold": 0.5}
+    task.load_artifact(artifact)
+    return run(task.predict("hi", FakeEncoder({"hi": [0.1] * 384})))
+
+
+def test_scope_detector_escalates_before_the_intent_threshold():
+    task = make_task()
+    local = scoped(task, threshold=1.0)  # log-odds (5 − 1)/0.7 ≈ 5.7 ≥ 1: in scope
+    assert task.threshold == 0.5  # the fitted intent threshold replaces the default
+    assert ConfidenceRouter(task.threshold).decide(local).route == "local"
+    assert local.extra["scope_score"] == pytest.approx(
+        np.log(np.exp(5 / 0.7) + 1) - 1 / 0.7, rel=1e-9)
+    far = scoped(make_task(), threshold=10.0)
+    decision = ConfidenceRouter(task.threshold).decide(far)
+    assert decision.route == "escalated" and "probably out of scope" in decision.reasons[0]
+
+
+def test_scope_without_fitted_thresholds_escalates_everything():
+    prediction = scoped(make_task(), threshold=None)
+    assert ConfidenceRouter(0.5).decide(prediction).route == "escalated"
