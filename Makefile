@@ -1,6 +1,7 @@
 # edge-triage — `make serve` and `make test` do all setup themselves, idempotently.
 #   make serve [PORT=8000 HOST=127.0.0.1]   set up, build (cached) and serve the app
 #   make test                               set up, build and run every test (pytest + Playwright)
+#   make test-full                          the same with the slow, at-size repeats (see README)
 
 PORT ?= 8000
 HOST ?= 127.0.0.1
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build serve test test-py test-e2e eval clean
+.PHONY: help setup build serve test test-full test-py test-e2e load eval clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,15 +45,34 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	else echo "Chromium is needed for browser tests: sudo apt-get install chromium"; exit 1; fi
 
-test: build $(CHROMIUM)  ## every test: pytest (CPython) then Playwright (real Chromium)
+# `make test` runs every check; browser checks that repeat a CPython check at a larger size run
+# smaller here and at size in `make test-full`: extraction parity on 5 texts (20), the outbox chaos
+# test with 20 escalations (60), the prompt-injection corpus on a sample (all of it), and the
+# WebGPU (SwiftShader) extraction prefix, tagged @full, only there (6-12 min for 7 tokens).
+SMALL := EXTRACT_PARITY_COUNT=5 CHAOS_COUNT=20
+FULL := EDGE_TRIAGE_TEST_FULL=1 E2E_FULL=1 EXTRACT_PARITY_COUNT=20 CHAOS_COUNT=60
+
+test: build $(CHROMIUM)  ## every test: pytest (CPython) then Playwright (real Chromium), ≤ 25 min
 	$(BIN)/pytest -q
-	npx playwright test
+	$(SMALL) npx playwright test
+
+test-full: build $(CHROMIUM)  ## every test at full size, plus the slow WebGPU extraction (~45 min)
+	$(FULL) $(BIN)/pytest -q
+	$(FULL) npx playwright test
 
 test-py: build  ## only the CPython tests
 	$(BIN)/pytest -q
 
 test-e2e: build $(CHROMIUM)  ## only the browser tests
-	npx playwright test
+	$(SMALL) npx playwright test
+
+WRK ?= /usr/bin/wrk
+$(WRK):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
+	else echo "The load test needs wrk: sudo apt-get install wrk"; exit 1; fi
+
+load: build $(WRK)  ## load on loopback: shard downloads + escalation posts (wrk), reports/load.md
+	$(BIN)/python -m tests.load.run --out reports/load.md
 
 eval: build  ## evaluate every task pack on the dev data: reports/eval.md + plots
 	$(BIN)/edge-triage report --out reports/eval.md

@@ -22,6 +22,8 @@ export default defineConfig({
   workers: 1,
   fullyParallel: false,
   forbidOnly: !!process.env.CI,
+  // Tests tagged @full only repeat a check at a size `make test` covers smaller: `make test-full`.
+  grepInvert: process.env.E2E_FULL ? undefined : /@full/,
   reporter: [["list"]],
   use: {
     baseURL: `http://127.0.0.1:${PORT}`,

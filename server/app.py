@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyapp import __version__
 
 from . import api, escalations
 from .assets import REVALIDATE, Assets
+from .limits import RateLimiter, RequestLimits
 from .settings import Settings
 from .site import Site
 
-# Cross-origin isolation: SharedArrayBuffer, hence ORT's Wasm threads, needs both headers.
-ISOLATION_HEADERS = {
+# Only our origin. 'wasm-unsafe-eval' lets ORT and Pyodide compile WebAssembly (and nothing
+# else: no eval of JavaScript); workers (inference worker, ORT's threads) load from 'self' only.
+# web/sw.js sends the same policy for static hosts; tests/server check the two agree.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "worker-src 'self'",
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "style-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+# Cross-origin isolation: SharedArrayBuffer, hence ORT's Wasm threads, needs COOP and COEP.
+SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
 }
 # Weights and wasm do not shrink enough to pay for compressing tens of MB per request.
 NO_GZIP = (*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/wasm", "application/octet-stream")
@@ -27,6 +47,46 @@ NO_GZIP = (*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/wasm", "application/oct
 
 class BuildMissing(RuntimeError):
     pass
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response, errors and refusals included.
+
+    Plain ASGI rather than ``@app.middleware``: it touches only the response start, so file
+    bodies stream through untouched.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _document_known_tasks(app: FastAPI, settings: Settings) -> None:
+    """The spec lists the tasks this deployment accepts, so a client generated from it (or
+    schemathesis) never sends a case the server must refuse as an unknown task."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            body = schema["paths"]["/api/escalations"]["post"]["requestBody"]["content"]
+            body["application/json"]["schema"]["properties"]["task"]["enum"] = \
+                escalations.known_tasks(settings)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,22 +98,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = site.runtime
     models = site.models
 
-    app = FastAPI(title="edge-triage", version=__version__, docs_url="/api/docs",
+    # No /api/docs: FastAPI's docs page loads Swagger UI from a CDN, which our policy forbids.
+    app = FastAPI(title="edge-triage", version=__version__, docs_url=None,
                   redoc_url=None, openapi_url="/api/openapi.json",
                   lifespan=escalations.lifespan)
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.models = models
     app.state.site = site
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    _document_known_tasks(app, settings)
 
-    @app.middleware("http")
-    async def isolation_headers(request: Request, call_next):
-        response = await call_next(request)
-        for name, value in ISOLATION_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
+    # Added last = outermost: the headers also go on the limits' own 413/414 refusals.
     app.add_middleware(GZipMiddleware, minimum_size=1024, exclude_content_types=NO_GZIP)
+    app.add_middleware(RequestLimits, max_request_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     escalations.install(app, settings)  # /api/escalations, /review; the worker runs in lifespan
 

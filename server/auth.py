@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
+from .limits import rate_limited
 from .settings import Settings
 
 REVIEW_COOKIE = "edge_triage_review"
@@ -56,6 +57,9 @@ def bearer_ok(request: Request, token: str) -> bool:
 
 
 def require_bearer(request: Request) -> None:
+    """The escalation API's guard: rate limited per client first (wrong tokens count too, so
+    the token cannot be guessed quickly), then the token, compared in constant time."""
+    rate_limited(request)
     if not bearer_ok(request, request.app.state.escalation_token):
         raise HTTPException(
             401,

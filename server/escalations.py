@@ -29,7 +29,10 @@ from .requestbody import read_body
 from .settings import Settings
 
 router = APIRouter(prefix="/api/escalations", tags=["escalations"],
-                   dependencies=[Depends(require_bearer)])
+                   dependencies=[Depends(require_bearer)],
+                   responses={401: {"description": "Missing or wrong bearer token"},
+                              429: {"description": "Over the per-client rate limit; "
+                                                   "Retry-After says when to come back"}})
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -112,7 +115,8 @@ async def list_escalations(request: Request, status: Status | None = None,
     return {"stats": stats, "cases": [c.public() for c in cases]}
 
 
-@router.get("/{case_id}", summary="One escalation: status, answer, attempts, last error")
+@router.get("/{case_id}", summary="One escalation: status, answer, attempts, last error",
+            responses={404: {"description": "No escalation with this id"}})
 async def get_escalation(case_id: str, request: Request) -> dict:
     case = await run_in_threadpool(request.app.state.queue.get, case_id)
     if case is None:

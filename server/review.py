@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pyapp.tasks import create_task
 
 from .auth import REVIEW_COOKIE, review_cookie, reviewer_ok, token_matches
+from .limits import rate_limited
 from .handlers import readable
 from .queue import Case
 from .requestbody import read_body
@@ -85,6 +86,7 @@ async def review_page(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request):
+    rate_limited(request)  # one guess at the token per request, at the API's rate
     form = await _form(request)
     token = request.app.state.escalation_token
     if not token_matches(form.get("token", ""), token):

@@ -36,7 +36,11 @@ class Settings:
     openai_key: str | None = None
     openai_model: str | None = None
     openai_timeout_s: float = 60.0
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = 64 * 1024  # one escalation
+    max_request_bytes: int = 1024 * 1024  # any request (server/limits.py)
+    # Escalation API and review sign-in, per client address: sustained rate and burst.
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 100
     max_attempts: int = 5
     retry_base_s: float = 2.0
     retry_max_s: float = 300.0
@@ -50,8 +54,10 @@ class Settings:
         if self.handler not in ("engine", "openai", "review"):
             raise ValueError(
                 f"EDGE_TRIAGE_HANDLER must be engine, openai or review, not {self.handler!r}")
-        if self.max_attempts < 1 or self.max_body_bytes < 1:
-            raise ValueError("max_attempts and max_body_bytes must be at least 1")
+        if self.max_attempts < 1 or self.max_body_bytes < 1 or self.max_request_bytes < 1:
+            raise ValueError("max_attempts, max_body_bytes and max_request_bytes must be at least 1")
+        if self.rate_limit_per_s <= 0 or self.rate_limit_burst < 1:
+            raise ValueError("rate_limit_per_s must be > 0 and rate_limit_burst at least 1")
 
     @property
     def runtime_dir(self) -> Path:
@@ -107,6 +113,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "openai_model": lambda raw: raw or None,
     "openai_timeout_s": float,
     "max_body_bytes": int,
+    "max_request_bytes": int,
+    "rate_limit_per_s": float,
+    "rate_limit_burst": int,
     "max_attempts": int,
     "retry_base_s": float,
     "retry_max_s": float,

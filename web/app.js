@@ -45,59 +45,90 @@ const reloadingForIsolation = !self.crossOriginIsolated && "serviceWorker" in na
   && !sessionStorage.getItem("edge-triage-isolation-reload");
 
 let worker;
-const ready = new Promise((resolve, reject) => {
-  if (reloadingForIsolation) {
-    setProgress("isolation", 0, "Enabling cross-origin isolation…");
-    return;
-  }
-  let backend;
-  try {
-    backend = requestedBackend(location.search);
-  } catch (err) {
-    fail(err.message);
-    reject(err);
-    return;
-  }
-  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-  worker.onmessage = ({ data }) => {
-    if (data.type === "progress") setProgress(data.stage, data.fraction, data.detail);
-    else if (data.type === "lm-cached") state.lmCached = true;
-    else if (data.type === "ready") {
-      Object.assign(state, data.status, { state: "ready" });
-      $("progress-box").hidden = true;
-      $("run").disabled = false;
-      $("backend").textContent = `${data.status.backend} · ${data.status.threads} thread(s)`;
-      resolve(status());
-      showMemory();
-    } else if (data.type === "failed") {
-      fail(data.error);
-      reject(new Error(data.error));
-    } else if (data.type === "partial") {
-      const entry = pending.get(data.id);
-      state.partial = { text: data.text, tokens: data.tokens };
-      showPartial(data.text);
-      entry?.onPartial?.({ text: data.text, tokens: data.tokens });
-    } else if (data.type === "result") {
-      const entry = pending.get(data.id);
-      pending.delete(data.id);
-      if (!entry) return;
-      if (data.ok) {
-        data.result.timings_ms.total = performance.now() - entry.started;
-        entry.resolve(data.result);
-      } else {
-        const err = new Error(data.error.message);
-        err.name = data.error.type;
-        entry.reject(err);
-      }
+// A new worker (and a new `ready`) after a crash: see worker.onerror.
+let ready = startWorker();
+
+function startWorker() {
+  return new Promise((resolve, reject) => {
+    if (reloadingForIsolation) {
+      setProgress("isolation", 0, "Enabling cross-origin isolation…");
+      return;
     }
-  };
-  worker.onerror = (event) => {
-    fail(`Worker error: ${event.message}`);
-    reject(new Error(event.message));
-  };
-  const prefetch = new URLSearchParams(location.search).get("prefetch") !== "0";
-  worker.postMessage({ type: "init", config: { ...config, backend, prefetch } });
-});
+    let backend;
+    try {
+      backend = requestedBackend(location.search);
+    } catch (err) {
+      fail(err.message);
+      reject(err);
+      return;
+    }
+    worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    worker.onmessage = ({ data }) => {
+      if (data.type === "progress") setProgress(data.stage, data.fraction, data.detail);
+      else if (data.type === "lm-cached") state.lmCached = true;
+      else if (data.type === "ready") {
+        Object.assign(state, data.status, { state: "ready" });
+        $("progress-box").hidden = true;
+        $("run").disabled = false;
+        $("backend").textContent = `${data.status.backend} · ${data.status.threads} thread(s)`;
+        resolve(status());
+        showMemory();
+      } else if (data.type === "failed") {
+        fail(data.error);
+        reject(new Error(data.error));
+      } else if (data.type === "partial") {
+        const entry = pending.get(data.id);
+        state.partial = { text: data.text, tokens: data.tokens };
+        showPartial(data.text);
+        entry?.onPartial?.({ text: data.text, tokens: data.tokens });
+      } else if (data.type === "result") {
+        const entry = pending.get(data.id);
+        pending.delete(data.id);
+        if (!entry) return;
+        if (data.ok) {
+          data.result.timings_ms.total = performance.now() - entry.started;
+          entry.resolve(data.result);
+        } else {
+          const err = new Error(data.error.message);
+          err.name = data.error.type;
+          entry.reject(err);
+        }
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      if (state.state !== "ready") {
+        fail(`Worker error: ${event.message}`);
+        reject(new Error(event.message));
+        return;
+      }
+      restartAfterCrash(event.message);
+    };
+    const prefetch = new URLSearchParams(location.search).get("prefetch") !== "0";
+    worker.postMessage({ type: "init", config: { ...config, backend, prefetch } });
+  });
+}
+
+// The worker died mid-run (an uncaught error or a Wasm trap): every run waiting on it rejects
+// with a message saying so, instead of never settling, and a fresh worker loads the models again
+// (from the cache) so the same text can simply be run again; the form keeps it.
+function restartAfterCrash(reason) {
+  const message = `The inference worker crashed (${reason}). Nothing was lost: the model is `
+    + "reloading, then run the text again.";
+  for (const entry of pending.values()) {
+    const err = new Error(message);
+    err.name = "WorkerCrashError";
+    entry.reject(err);
+  }
+  pending.clear();
+  worker.terminate();
+  Object.assign(state, { state: "loading", crashes: (state.crashes ?? 0) + 1 });
+  $("progress-box").hidden = false;
+  $("run").disabled = true;
+  showError(message);
+  ready = startWorker();
+  ready.then(() => showError(""), () => {});
+}
 
 // --- offline: the service worker --------------------------------------------------------------
 async function registerServiceWorker() {
@@ -207,7 +238,8 @@ window.addEventListener("online", () => outbox.kick({ now: true }));
 outbox.kick();
 
 window.edgeTriage = {
-  ready, run, cancel, status, memoryUse, serviceWorker,
+  get ready() { return ready; },  // replaced when the worker is restarted after a crash
+  run, cancel, status, memoryUse, serviceWorker,
   outbox: () => outbox.list(), flushOutbox: () => outbox.kick({ now: true }),
 };
 ready.catch(() => {});

@@ -26,6 +26,17 @@ export class StorageQuotaError extends Error {
   }
 }
 
+export class DownloadError extends Error {
+  constructor(url, cause) {
+    super(`Could not download ${new URL(url).pathname} (${cause?.message ?? cause}): the server or the network went away. `
+      + "Reload to try again; the parts already verified are kept, so the download resumes.");
+    this.name = "DownloadError";
+  }
+}
+
+// A dropped connection is retried after these pauses before the download gives up.
+const NETWORK_RETRY_MS = [1_000, 3_000];
+
 export class ShardedModelStore {
   constructor({ concurrency = 4, onProgress = () => {}, fetchImpl = (...a) => fetch(...a) } = {}) {
     this.concurrency = concurrency;
@@ -85,9 +96,7 @@ export class ShardedModelStore {
       await cache.delete(part.url);
     }
     for (let attempt = 1; ; attempt++) {
-      const response = await this.fetch(part.url, { cache: "no-store" });
-      if (!response.ok) throw new Error(`Failed to download ${part.url}: HTTP ${response.status}`);
-      const data = new Uint8Array(await response.arrayBuffer());
+      const data = await this.download(part.url);
       const actual = await sha256Hex(data);
       if (actual === part.sha256 && data.byteLength === part.size) {
         try {
@@ -101,6 +110,21 @@ export class ShardedModelStore {
       }
       this.stats.discarded++;
       if (attempt >= 2) throw new IntegrityError(part.url, part.sha256, actual);
+    }
+  }
+
+  async download(url) {
+    for (let retry = 0; ; retry++) {
+      let response;
+      try {
+        response = await this.fetch(url, { cache: "no-store" });
+        if (!response.ok) throw new Error(`Failed to download ${url}: HTTP ${response.status}`);
+        return new Uint8Array(await response.arrayBuffer());
+      } catch (err) {
+        if (response && !response.ok) throw err;  // the server answered: retrying will not help
+        if (retry >= NETWORK_RETRY_MS.length) throw new DownloadError(url, err);
+        await new Promise((resolve) => setTimeout(resolve, NETWORK_RETRY_MS[retry]));
+      }
     }
   }
 

@@ -85,6 +85,7 @@ export class EscalationOutbox extends EventTarget {
     };
     await this.tx("readwrite", (store) => store.put(record));
     this.changed(record);
+    this.requestSync();
     this.kick();
     return record;
   }
@@ -104,6 +105,30 @@ export class EscalationOutbox extends EventTarget {
     });
     if (updated) this.changed(updated);
     return updated;
+  }
+
+  // Ask the browser for a Background Sync (the service worker then sends with no page open).
+  // Called whenever a case is left pending, not only when it is added: a sync tag is used up
+  // once it fires, and a case that failed after that would otherwise wait for the next visit.
+  async requestSync() {
+    if (typeof window === "undefined") return;  // in the service worker: a failed sync is retried
+    try {
+      const registration = await navigator.serviceWorker?.ready;
+      await registration?.sync?.register(SYNC_TAG);
+    } catch {
+      // Not supported or not permitted: the page's retry loop still sends.
+    }
+  }
+
+  // For the service worker's sync event: send every pending case now, ignoring backoff and
+  // navigator.onLine (the event means the network is back). Returns how many are still pending.
+  async sendPending() {
+    let left = 0;
+    for (const record of await this.list()) {
+      if (record.status !== "pending") continue;
+      if (!(await this.send(record))) left++;
+    }
+    return left;
   }
 
   changed(record) {
@@ -137,8 +162,11 @@ export class EscalationOutbox extends EventTarget {
       if (record.status === "pending") {
         const waiting = record.next_attempt_at > Date.now() && record.updated_at > (this.ignoreBackoffUntil ?? 0);
         if (waiting) { soonest = Math.min(soonest, record.next_attempt_at); continue; }
+        // The server said "too many requests": the rest wait too instead of each being refused.
+        if (this.pausedUntil > Date.now()) { soonest = Math.min(soonest, this.pausedUntil); continue; }
         if (!(await this.send(record))) soonest = Math.min(soonest, Date.now() + BACKOFF_MS[0]);
       } else if (record.status === "sent") {
+        if (this.pausedUntil > Date.now()) { soonest = Math.min(soonest, this.pausedUntil); continue; }
         await this.poll(record);
         soonest = Math.min(soonest, Date.now() + 2_000);
       }
@@ -169,7 +197,10 @@ export class EscalationOutbox extends EventTarget {
     }
     const detail = await response.text().catch(() => "");
     if ([401, 408, 425, 429].includes(response.status) || response.status >= 500) {
-      await this.retryLater(record, `HTTP ${response.status}: ${detail.slice(0, 200)}`);
+      // 429/503 say when to come back; sooner would only be refused again.
+      const retryAfterMs = Number(response.headers.get("retry-after")) * 1000 || 0;
+      if (response.status === 429) this.pausedUntil = Date.now() + Math.max(retryAfterMs, BACKOFF_MS[0]);
+      await this.retryLater(record, `HTTP ${response.status}: ${detail.slice(0, 200)}`, retryAfterMs);
       return false;
     }
     // The server looked at this case and refused it: retrying the same bytes cannot help.
@@ -177,15 +208,19 @@ export class EscalationOutbox extends EventTarget {
     return true;
   }
 
-  async retryLater(record, error) {
+  async retryLater(record, error, atLeastMs = 0) {
     const attempts = record.attempts + 1;
-    const delay = BACKOFF_MS[Math.min(attempts - 1, BACKOFF_MS.length - 1)];
+    const delay = Math.max(atLeastMs, BACKOFF_MS[Math.min(attempts - 1, BACKOFF_MS.length - 1)]);
     await this.update(record.key, { attempts, last_error: error, next_attempt_at: Date.now() + delay });
+    this.requestSync();
   }
 
   async poll(record) {
     try {
       const response = await fetch(`${this.url}/${encodeURIComponent(record.server_id)}`, { headers: this.headers() });
+      if (response.status === 429) {
+        this.pausedUntil = Date.now() + Math.max(Number(response.headers.get("retry-after")) * 1000 || 0, BACKOFF_MS[0]);
+      }
       if (!response.ok) return;
       const remote = await response.json();
       if (remote.status === "answered") {

@@ -13,10 +13,16 @@ import { EscalationOutbox, SYNC_TAG } from "./static/outbox.js";
 
 const BASE = new URL("./", self.location).pathname;
 const PREFIX = "edge-triage-shell-";
+const CONTENT_SECURITY_POLICY = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+  + "connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'; "
+  + "form-action 'self'; frame-ancestors 'none'";
 const ISOLATION = {
   "Cross-Origin-Opener-Policy": "same-origin",
   "Cross-Origin-Embedder-Policy": "require-corp",
   "Cross-Origin-Resource-Policy": "same-origin",
+  "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "no-referrer",
 };
 
 async function sha256Hex(buffer) {
@@ -62,11 +68,17 @@ self.addEventListener("activate", (event) => {
 });
 
 // Background Sync: the browser wakes us when the network is back, even with the tab closed.
+// The event itself says the network is back, so the outbox sends everything pending now (no
+// backoff, no navigator.onLine check: a worker's onLine can lag behind). If anything is still
+// pending afterwards the promise rejects, and the browser keeps the tag and fires it again later;
+// resolving would tell it the work is done and the case would wait for the next page visit.
 self.addEventListener("sync", (event) => {
   if (event.tag !== SYNC_TAG) return;
   event.waitUntil((async () => {
     const outbox = new EscalationOutbox({ url: null, token: null });
-    if (await outbox.loadEndpoint()) await outbox.flush();
+    if (!(await outbox.loadEndpoint())?.url) return;
+    const left = await outbox.sendPending();
+    if (left) throw new Error(`${left} escalation(s) still pending; the browser retries the sync`);
   })());
 });
 

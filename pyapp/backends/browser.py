@@ -11,7 +11,7 @@ from typing import Any
 
 import edge_triage_host  # type: ignore[import-not-found]  # registered by web/worker.js
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
-from transformers_js_py import import_transformers_js  # type: ignore[import-not-found]
+from transformers_js_py import proxies as tjs_proxies  # type: ignore[import-not-found]
 
 from ..engine import Engine, run_as_json
 from .base import EncoderBackend
@@ -31,11 +31,13 @@ class TransformersJsEncoder(EncoderBackend):
         self._tokenizer = None
 
     async def load(self) -> None:
-        # import_transformers_js resets env.allowLocalModels on the shared module, so our
-        # configuration is applied after it, on the same (cached) ES module instance.
-        transformers = await import_transformers_js(self.config["transformersUrl"])
-        await edge_triage_host.configureTransformers(to_js(self.config["transformersEnv"],
-                                                           dict_converter=_js_object))
+        # The module web/inference.js imported and configured, wrapped the way transformers-js-py's
+        # import_transformers_js would; that function imports through pyodide.code.run_js, i.e.
+        # JavaScript eval, which the Content-Security-Policy forbids (server/app.py).
+        module = await edge_triage_host.configureTransformers(to_js(self.config["transformersEnv"],
+                                                                    dict_converter=_js_object))
+        tjs_proxies._TRANSFORMERS_JS = module  # what its proxies compare classes against
+        transformers = tjs_proxies.TjsModuleProxy(module)
         self._pipe = await transformers.pipeline(
             "feature-extraction", self.model_id, {"device": self.name, "dtype": self.dtype}
         )

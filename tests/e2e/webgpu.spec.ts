@@ -50,8 +50,9 @@ test("auto mode on a software WebGPU adapter: classification on WebGPU, extracti
 // first token and ~20 s a token on this 2-core machine, so a whole record (~50 tokens) would take
 // ~20 min. The run is cancelled once the category value (the first token the model chooses among
 // several) is out, and that greedy prefix is compared with CPython's; full records are checked on
-// Wasm.
-test("extraction runs on WebGPU: greedy prefix equals CPython's up to the category, then cancel", async ({ app }) => {
+// Wasm. Tagged @full: it runs in `make test-full` only; `make test` keeps WebGPU inference (the
+// encoder tests above) and greedy extraction parity with CPython (on Wasm, extraction.spec.ts).
+test("extraction runs on WebGPU: greedy prefix equals CPython's up to the category, then cancel @full", async ({ app }) => {
   test.setTimeout(900_000);
   const batch = join(mkdtempSync(join(tmpdir(), "webgpu-")), "texts.json");
   writeFileSync(batch, JSON.stringify([TEXTS[0]]));

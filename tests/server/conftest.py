@@ -136,8 +136,9 @@ def settings_for(tmp_path, request):
             (build / name).symlink_to(request.getfixturevalue("build_dir") / name)
 
     def make(backend: str = "sqlite", **overrides) -> Settings:
+        # A burst no test reaches unless it is about the rate limit (test_security.py).
         values = dict(build_dir=build, escalation_token=TOKEN, max_body_bytes=4096,
-                      max_attempts=3, worker_poll_s=0.05)
+                      max_attempts=3, worker_poll_s=0.05, rate_limit_burst=100_000)
         if backend == "redis":
             values.update(queue="redis", redis_url=request.getfixturevalue("redis_url"),
                           redis_prefix=redis_prefix())
