@@ -2,11 +2,12 @@ import json
 
 import pytest
 
+from models.trainingdata import data_root
 from server import cli
 from models.evaluation import evaluate, select_records, spread
 from pyapp.tasks import create_task
 
-DATA = cli.ROOT.parent / "shared" / "data"
+DATA = data_root()
 
 
 def fake_runner(answers):

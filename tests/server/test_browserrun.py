@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from models.evaluation import cpython_runner, evaluate, file_sha256, select_records, spread
+from models.trainingdata import data_root
 from server.browserrun import BrowserRunner
 from server.runtime import build_runtime
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clinc150" / "dev.jsonl"
+DATA = data_root() / "clinc150" / "dev.jsonl"
 
 
 @pytest.mark.skipif(not shutil.which("node") or not Path("/usr/bin/chromium").exists(),

@@ -8,13 +8,14 @@ import json
 import pytest
 
 from models import metrics
+from models.trainingdata import data_root
 from server import cli
 from models.evaluation import evaluate, select_records, summary_lines
 from pyapp.tasks import TASKS, create_task
 from pyapp.tasks.loghub import SYSTEMS
 from pyapp.tasks.loghub_fields import FIELDS_DATA, LoghubFields, LoghubFieldsTask, shape_tokens
 
-DEV = cli.ROOT.parent / "shared" / "data" / "loghub" / "dev.jsonl"
+DEV = data_root() / "loghub" / "dev.jsonl"
 
 
 def dev_records() -> list[dict]:
