@@ -44,16 +44,18 @@ export async function fetchFiles(modelsBase, { model_id, dtype }, onProgress = (
   return store.ensure(modelsBase, subset);
 }
 
-// The first variant whose memory estimate fits next to the encoder's within the budget; a clear
-// refusal, before any download, when none does.
-export function chooseVariant({ lm, encoder, memoryBudgetBytes: budget }) {
+// The first variant whose memory estimate fits, next to what the page already uses, within the
+// budget; a clear refusal, before any download, when none does. What the page uses is its
+// measured memory (performance.measureUserAgentSpecificMemory, passed in by the page) when
+// known, and never less than the encoder's estimate.
+export function chooseVariant({ lm, encoder, memoryBudgetBytes: budget, measuredMemoryBytes: measured = null }) {
   const variants = lm.variants?.length ? lm.variants : [{ dtype: lm.dtype, estimated_memory_bytes: lm.estimated_memory_bytes }];
-  const used = encoder?.estimated_memory_bytes ?? 0;
+  const used = Math.max(measured ?? 0, encoder?.estimated_memory_bytes ?? 0);
   const pick = variants.find((v) => !budget || used + v.estimated_memory_bytes <= budget);
   if (pick) return { ...lm, dtype: pick.dtype, estimated_memory_bytes: pick.estimated_memory_bytes };
   const need = Math.min(...variants.map((v) => v.estimated_memory_bytes)) + used;
   const mib = (b) => (b / 2 ** 20).toFixed(0);
-  throw new Error(`The language model needs about ${mib(need)} MiB of memory with the encoder, over this deployment's budget of ${mib(budget)} MiB; no smaller variant fits.`);
+  throw new Error(`The language model needs about ${mib(need)} MiB of memory with what the page already uses${measured ? " (measured)" : ""}, over this deployment's budget of ${mib(budget)} MiB; no smaller variant fits.`);
 }
 
 export async function load(optionsJson, onProgress = () => {}) {
@@ -67,7 +69,12 @@ export async function load(optionsJson, onProgress = () => {}) {
   const transformers = await configureTransformers(options.transformersEnv);
   onProgress(0.85, "Language model: loading");
   const tokenizer = await transformers.AutoTokenizer.from_pretrained(model_id);
-  const model = await transformers.AutoModelForCausalLM.from_pretrained(model_id, { dtype, device });
+  // disable_quant_qdq: fold the GGUF codes' DequantizeLinear into float weights once at load (as
+  // pyapp/backends/cpython_lm.py does) instead of keeping them for int8 kernels, which would
+  // re-quantise activations and round differently from native onnxruntime.
+  const model = await transformers.AutoModelForCausalLM.from_pretrained(model_id, {
+    dtype, device, session_options: { extra: { session: { disable_quant_qdq: "1" } } },
+  });
   const session = model.sessions.model;
   const config = model.config;
   const layers = config.num_hidden_layers;
@@ -97,10 +104,16 @@ export async function load(optionsJson, onProgress = () => {}) {
     tokenizer, model, session, layers, vocabSize, eos: new Set(eos), xgr, compiler, Tensor, empty,
     vocabTexts: encoded,
     info: JSON.stringify({ vocab_size: vocabSize, eos_ids: eos, model_id, dtype, max_tokens: options.lm.max_tokens,
+                           estimated_memory_bytes: chosen.estimated_memory_bytes,
                            device, threads: options.transformersEnv.threads ?? 1 }),
   };
   onProgress(1, "Language model ready");
   return lm.info;
+}
+
+// What load() resolved with (JSON), or null before.
+export function loadedInfo() {
+  return lm?.info ?? null;
 }
 
 function pathOf(modelsBase, modelId, file) {
@@ -132,8 +145,31 @@ async function readable(tensor) {
   return tensor.location === "gpu-buffer" ? tensor.getData() : tensor.data;
 }
 
-// One forward pass: feeds as OnnxCausalLM._run in pyapp/backends/cpython_lm.py.
-async function forward(ids, past, offset) {
+// Prefilled shared prompt prefixes (a task's instructions): ids joined → {past, length}, as
+// OnnxCausalLM.start_after in pyapp/backends/cpython_lm.py. A few tasks' worth, ~46 KB a token.
+const prefixes = new Map();
+const PREFIX_CACHE_SIZE = 4;
+
+async function prefixState(prefix) {
+  const key = prefix.join(",");
+  let state = prefixes.get(key);
+  if (!state) {
+    state = { ...(await forward(prefix, null, 0)), logits: null, cached: true };
+    prefixes.set(key, state);
+    for (const [old, entry] of prefixes) {
+      if (prefixes.size <= PREFIX_CACHE_SIZE) break;
+      prefixes.delete(old);
+      for (const tensor of entry.past) tensor.dispose?.();
+    }
+  }
+  prefixes.delete(key);
+  prefixes.set(key, state);  // most recently used last
+  return state;
+}
+
+// One forward pass: feeds as OnnxCausalLM._run in pyapp/backends/cpython_lm.py. ``past`` is
+// freed afterwards unless it is a cached prefix's (``keepPast``).
+async function forward(ids, past, offset, keepPast = false) {
   const { Tensor, session, layers, vocabSize } = lm;
   const n = ids.length;
   const feeds = {
@@ -153,7 +189,7 @@ async function forward(ids, past, offset) {
   out.logits.dispose?.();
   const present = [];
   for (let i = 0; i < layers; i++) present.push(out[`present.${i}.key`], out[`present.${i}.value`]);
-  if (past) for (const t of past) t.dispose?.();
+  if (past && !keepPast) for (const t of past) t.dispose?.();
   return { logits, past: present, length: offset + n };
 }
 
@@ -236,11 +272,18 @@ function pick(logits, bitmask, prefer = null, avoid = null) {
 // from this many tokens on, or null)}. Resolves with the JSON of {token_ids, stop_reason,
 // choices, timings, closed_early} (the fields of pyapp.generation.Generation).
 export async function generate(requestJson) {
-  const { ids, grammar, max_new_tokens: maxNew, close_at: closeAt = null } = JSON.parse(requestJson);
+  const { ids, prefix = 0, grammar, max_new_tokens: maxNew, close_at: closeAt = null } = JSON.parse(requestJson);
   const clock = () => performance.now() / 1000;
   const t0 = clock();
-  let state = await forward(ids, null, 0);
-  const timings = { prefill_s: clock() - t0, forward_s: 0, constraint_s: 0 };
+  let state;
+  if (prefix > 0 && prefix < ids.length) {
+    const cached = await prefixState(ids.slice(0, prefix));
+    state = await forward(ids.slice(prefix), cached.past, cached.length, true);
+  } else {
+    state = await forward(ids, null, 0);
+  }
+  const timings = { prefill_s: clock() - t0, forward_s: 0, constraint_s: 0,
+                    cached_prompt_tokens: prefix > 0 && prefix < ids.length ? prefix : 0 };
   // terminateWithoutStopToken: isTerminated() once the JSON value is closed, which is when
   // xgrammar's is_completed() says so under CPython (the stop token is never run).
   const matcher = grammar ? await lm.xgr.GrammarMatcher.createGrammarMatcher(grammars.get(grammar), undefined, true) : null;

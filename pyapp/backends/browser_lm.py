@@ -19,6 +19,7 @@ import edge_triage_lm  # type: ignore[import-not-found]  # registered by web/wor
 
 from ..engine import Engine, run_as_json
 from ..generation import Generation, Prompt
+from ..generation.prompt import reusable_prefix
 from ..generation.closing import (AVOID_WINDOW, IN_STRING_GROUPS, closing_starts_at,
                                   closing_token_ids, quote_tokens)
 from ..grammar import CompiledGrammar, GrammarEngine, enforceable
@@ -79,7 +80,8 @@ class BrowserTextGenerator:
                    "device": self.name, "transformersEnv": self.config["transformersEnv"],
                    "xgrammarUrl": self.config["xgrammarUrl"],
                    "encoder": self.config.get("encoder"),
-                   "memoryBudgetBytes": self.config.get("memoryBudgetBytes")}
+                   "memoryBudgetBytes": self.config.get("memoryBudgetBytes"),
+                   "measuredMemoryBytes": self.config.get("measuredMemoryBytes")}
         info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))
         vocab = [(text, i) for i, text in enumerate(json.loads(edge_triage_lm.vocabulary()))]
         edge_triage_lm.setClosing(json.dumps({
@@ -116,8 +118,10 @@ class BrowserTextGenerator:
         ids = self.encode(prompt.render())
         budget = min(max_new_tokens, self.max_tokens - len(ids))
         started = time.perf_counter()
+        # The same split as under CPython: lm.js keeps the prefix's KV cache per task.
+        prefix = reusable_prefix(ids, self.encode(prompt.fixed_text()))
         raw = json.loads(await edge_triage_lm.generate(json.dumps({
-            "ids": ids, "grammar": grammar.key if grammar is not None else None,
+            "ids": ids, "prefix": len(prefix), "grammar": grammar.key if grammar is not None else None,
             "max_new_tokens": max(0, budget),
             "close_at": closing_starts_at(max(0, budget)) if grammar is not None else None})))
         gen = Generation(raw["token_ids"], raw["stop_reason"], raw["choices"],
