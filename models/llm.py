@@ -44,6 +44,9 @@ MAX_TOKENS = 2048
 # transformers.js dtype → file; the first is the default (see README "Extraction" for why).
 VARIANTS = {"q8": "onnx/model_quantized.onnx", "q4": "onnx/model_q4.onnx"}
 Q4_BLOCK = 32
+# Measured Wasm heap after load ÷ file size (estimate_memory).
+Q8_HEAP_FACTOR = 12.0
+Q4_HEAP_FACTOR = 5.0
 # ggml's Q4_1 / Q8_0 block length.
 GGUF_BLOCK = 32
 CHECK_TOKENS = 16
@@ -331,12 +334,14 @@ def greedy_tokens(model_path: Path, input_ids: list[int], n: int, threads: int =
 
 
 def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS) -> int:
-    """int8 weights are dequantised to float at load (×4 more), 4-bit ones are not; plus the KV
-    cache at ``tokens`` of context (30 layers × 2 × 3 heads × 64 × 4 bytes a token) and 96 MiB
-    for the runtime."""
+    """The language model's share of the page's memory, from measurements (README "Memory"):
+    onnxruntime-web's heap after loading q8 is ~12× the file (float weights, the fold's
+    intermediates, prepacked copies; the heap never shrinks), q4 ~5× (MatMulNBits keeps 4-bit
+    weights, dequantising per call); plus the KV cache at ``tokens`` of context (30 layers × 2 ×
+    3 heads × 64 × 4 bytes a token) and 96 MiB for the runtime."""
     kv = 30 * 2 * 3 * 64 * 4 * tokens
-    weights = model_bytes * (5 if dtype == "q8" else 2)
-    return weights + kv + 96 * 2**20
+    weights = model_bytes * (Q8_HEAP_FACTOR if dtype == "q8" else Q4_HEAP_FACTOR)
+    return int(weights + kv + 96 * 2**20)
 
 
 def build_llm(out: Path, key: str, log: Log = print) -> ModelManifest:

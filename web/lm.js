@@ -8,7 +8,7 @@
 //
 // Loaded lazily, the first time an extraction task runs: classification never pays for it.
 
-import { addVerifiedFiles, configureTransformers } from "./inference.js";
+import { addVerifiedFiles, configureTransformers, forgetVerifiedFiles } from "./inference.js";
 import { ShardedModelStore } from "./modelstore.js";
 
 // Steps with more allowed tokens than this are free text (pyapp/generation/loop.py CHOICE_MAX).
@@ -76,6 +76,8 @@ export async function load(optionsJson, onProgress = () => {}) {
     dtype, device, session_options: { extra: { session: { disable_quant_qdq: "1" } } },
   });
   const session = model.sessions.model;
+  // The .onnx bytes (166 MB) are in onnxruntime's heap now; another copy in JS is waste.
+  forgetVerifiedFiles([...files.keys()].filter((path) => path.endsWith(".onnx")));
   const config = model.config;
   const layers = config.num_hidden_layers;
   const kvHeads = config.num_key_value_heads ?? config.num_attention_heads;
