@@ -37,13 +37,18 @@ from .weightquant import quantize_weights_int8
 NAME = "SmolLM2-135M-Instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the steps below change what they produce: it is part of the cache key.
-PIPELINE_VERSION = "llm-2"
+PIPELINE_VERSION = "llm-3"
 # Context window we run the model with (prompt + generated). SmolLM2 was trained to 8192, but
 # the KV cache grows with it and the browser's memory is the limit; 2048 holds a triage input.
 MAX_TOKENS = 2048
 # transformers.js dtype → file; the first is the default (see README "Extraction" for why).
 VARIANTS = {"q8": "onnx/model_quantized.onnx", "q4": "onnx/model_q4.onnx"}
 Q4_BLOCK = 32
+# Measured Wasm heap after load ÷ file size (estimate_memory).
+Q8_HEAP_FACTOR = 12.0
+Q4_HEAP_FACTOR = 5.0
+# ggml's Q4_1 / Q8_0 block length.
+GGUF_BLOCK = 32
 CHECK_TOKENS = 16
 CHECK_PROMPTS = [
     "Error: Fan speed threshold exceeded on Node 4B.",
@@ -226,25 +231,42 @@ def quantize_gguf_exact(fp32: Path, gguf: Path, dst: Path, log: Log = print) -> 
         q, d, m = q[perm], d[perm], (m[perm] if m is not None else None)
         n = init.name
         graph.initializer.remove(init)
-        consts = [numpy_helper.from_array(q, f"{n}_codes"), numpy_helper.from_array(d, f"{n}_d"),
-                  numpy_helper.from_array(np.array(q.shape[:1] + (d.shape[1], -1), np.int64),
-                                          f"{n}_blocked"),
-                  numpy_helper.from_array(np.array(rows.shape, np.int64), f"{n}_shape")]
-        nodes = [helper.make_node("Cast", [f"{n}_codes"], [f"{n}_f"], to=onnx.TensorProto.FLOAT),
-                 helper.make_node("Reshape", [f"{n}_f", f"{n}_blocked"], [f"{n}_b"]),
-                 helper.make_node("Mul", [f"{n}_b", f"{n}_d"], [f"{n}_bd"])]
-        last = f"{n}_bd"
+        # Codes, scales and minimums laid out at build time so that onnxruntime folds each weight
+        # in as few float steps as possible: it keeps every intermediate of the fold until the
+        # pass ends, and the Wasm heap never shrinks, so each step is another float copy of the
+        # model in the browser's memory (6 steps: 4.1 GB; this: see README "Memory").
+        # Q8_0: one blocked DequantizeLinear (opset 21) in the final layout. Q4_1: a blocked
+        # DequantizeLinear on a [.., blocks, 32, ..] layout, + m, Reshape. DequantizeLinear
+        # computes float(q) * d, the same float32 product as the GGUF reference.
+        rows, blocks_per_row = q.shape[0], d.shape[1]
+        if m is None:
+            if transposed:  # MatMul weight [in, out]: blocks along `in`
+                q, d, axis = q.T, d[..., 0].T, 0
+            else:  # Gather table [rows, cols]: blocks along `cols`
+                d, axis = d[..., 0], 1
+        elif transposed:
+            q, d = q.reshape(rows, blocks_per_row, -1).transpose(1, 2, 0), d.transpose(1, 2, 0)
+            m, axis = m.transpose(1, 2, 0), 1
+        else:
+            q, axis = q.reshape(rows, blocks_per_row, -1), 2
+        consts = [numpy_helper.from_array(np.ascontiguousarray(q), f"{n}_codes"),
+                  numpy_helper.from_array(np.ascontiguousarray(d), f"{n}_d")]
+        last = n if m is None else f"{n}_bd"
+        nodes = [helper.make_node("DequantizeLinear", [f"{n}_codes", f"{n}_d"], [last],
+                                  axis=axis, block_size=GGUF_BLOCK)]
         if m is not None:
-            consts.append(numpy_helper.from_array(m, f"{n}_m"))
-            nodes.append(helper.make_node("Add", [last, f"{n}_m"], [f"{n}_bdm"]))
-            last = f"{n}_bdm"
-        rows_name = f"{n}_rows" if transposed else n
-        nodes.append(helper.make_node("Reshape", [last, f"{n}_shape"], [rows_name]))
-        if transposed:
-            nodes.append(helper.make_node("Transpose", [rows_name], [n], perm=[1, 0]))
+            consts += [numpy_helper.from_array(np.ascontiguousarray(m), f"{n}_m"),
+                       numpy_helper.from_array(np.array(w.shape, np.int64), f"{n}_shape")]
+            nodes += [helper.make_node("Add", [last, f"{n}_m"], [f"{n}_bdm"]),
+                      helper.make_node("Reshape", [f"{n}_bdm", f"{n}_shape"], [n])]
         graph.initializer.extend(consts)
         new_nodes.extend(nodes)
         counts["exact"] += 1
+    # Blocked DequantizeLinear is opset 21 (the export's other ops mean the same there).
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, 21)
+    model.ir_version = max(model.ir_version, 10)
     # Dequantisers read only initializers: putting them first keeps the graph sorted.
     old = list(graph.node)
     del graph.node[:]
@@ -312,12 +334,14 @@ def greedy_tokens(model_path: Path, input_ids: list[int], n: int, threads: int =
 
 
 def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS) -> int:
-    """int8 weights are dequantised to float at load (×4 more), 4-bit ones are not; plus the KV
-    cache at ``tokens`` of context (30 layers × 2 × 3 heads × 64 × 4 bytes a token) and 96 MiB
-    for the runtime."""
+    """The language model's share of the page's memory, from measurements (README "Memory"):
+    onnxruntime-web's heap after loading q8 is ~12× the file (float weights, the fold's
+    intermediates, prepacked copies; the heap never shrinks), q4 ~5× (MatMulNBits keeps 4-bit
+    weights, dequantising per call); plus the KV cache at ``tokens`` of context (30 layers × 2 ×
+    3 heads × 64 × 4 bytes a token) and 96 MiB for the runtime."""
     kv = 30 * 2 * 3 * 64 * 4 * tokens
-    weights = model_bytes * (5 if dtype == "q8" else 2)
-    return weights + kv + 96 * 2**20
+    weights = model_bytes * (Q8_HEAP_FACTOR if dtype == "q8" else Q4_HEAP_FACTOR)
+    return int(weights + kv + 96 * 2**20)
 
 
 def build_llm(out: Path, key: str, log: Log = print) -> ModelManifest:

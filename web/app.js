@@ -66,6 +66,7 @@ function startWorker() {
     worker.onmessage = ({ data }) => {
       if (data.type === "progress") setProgress(data.stage, data.fraction, data.detail);
       else if (data.type === "lm-cached") state.lmCached = true;
+      else if (data.type === "lm-loaded") Object.assign(state, { lmDtype: data.dtype, lmEstimatedMemoryBytes: data.estimatedMemoryBytes });
       else if (data.type === "ready") {
         Object.assign(state, data.status, { state: "ready" });
         $("progress-box").hidden = true;
@@ -88,6 +89,7 @@ function startWorker() {
         if (data.ok) {
           data.result.timings_ms.total = performance.now() - entry.started;
           entry.resolve(data.result);
+          if (data.result.output?.record !== undefined) showMemory();  // a language model run
         } else {
           const err = new Error(data.error.message);
           err.name = data.error.type;
@@ -212,7 +214,9 @@ async function run(task, text, { escalate = true, onPartial = null } = {}) {
   const result = await new Promise((resolve, reject) => {
     const id = nextId++;
     pending.set(id, { resolve, reject, onPartial, started: performance.now() });
-    worker.postMessage({ type: "run", id, task, text });
+    // The page's measured memory (last measurement): the worker budgets the language model
+    // against it when this run is the one that loads it (web/lm.js chooseVariant).
+    worker.postMessage({ type: "run", id, task, text, measuredBytes: state.measuredMemoryBytes ?? null });
   });
   if (escalate && result.route === "escalated") {
     const record = await outbox.add({ task, text, localResult: result.output, reasons: result.reasons });
@@ -250,6 +254,7 @@ async function showMemory() {
   $("memory").textContent = estimate ? `model estimate ${label(estimate)}` : "";
   try {
     const bytes = await memoryUse();
+    if (bytes) state.measuredMemoryBytes = bytes;
     if (bytes) $("memory").textContent = `page memory ${label(bytes)} (measured) · model estimate ${label(estimate)}`;
   } catch {
     // Not measurable here; the estimate stays.

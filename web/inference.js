@@ -15,6 +15,12 @@ export function addVerifiedFiles(files) {
   verifiedFiles = new Map([...verifiedFiles, ...files]);
 }
 
+// Files onnxruntime already holds (a loaded model's .onnx): their bytes stay in the model
+// store (Cache API), not in the worker's memory.
+export function forgetVerifiedFiles(paths) {
+  for (const path of paths) verifiedFiles.delete(path);
+}
+
 const verifiedCache = {
   async match(request) {
     const url = typeof request === "string" ? request : request.url;

@@ -9,7 +9,7 @@
 //
 // Loaded lazily, the first time an extraction task runs: classification never pays for it.
 
-import { addVerifiedFiles, configureTransformers } from "./inference.js";
+import { addVerifiedFiles, configureTransformers, forgetVerifiedFiles } from "./inference.js";
 import { ShardedModelStore } from "./modelstore.js";
 import { pick as pickAllowed } from "./pick.js";
 
@@ -43,16 +43,18 @@ export async function fetchFiles(modelsBase, { model_id, dtype }, onProgress = (
   return store.ensure(modelsBase, subset);
 }
 
-// The first variant whose memory estimate fits next to the encoder's within the budget; a clear
-// refusal, before any download, when none does.
-export function chooseVariant({ lm, encoder, memoryBudgetBytes: budget }) {
+// The first variant whose memory estimate fits, next to what the page already uses, within the
+// budget; a clear refusal, before any download, when none does. What the page uses is its
+// measured memory (performance.measureUserAgentSpecificMemory, passed in by the page) when
+// known, and never less than the encoder's estimate.
+export function chooseVariant({ lm, encoder, memoryBudgetBytes: budget, measuredMemoryBytes: measured = null }) {
   const variants = lm.variants?.length ? lm.variants : [{ dtype: lm.dtype, estimated_memory_bytes: lm.estimated_memory_bytes }];
-  const used = encoder?.estimated_memory_bytes ?? 0;
+  const used = Math.max(measured ?? 0, encoder?.estimated_memory_bytes ?? 0);
   const pick = variants.find((v) => !budget || used + v.estimated_memory_bytes <= budget);
   if (pick) return { ...lm, dtype: pick.dtype, estimated_memory_bytes: pick.estimated_memory_bytes };
   const need = Math.min(...variants.map((v) => v.estimated_memory_bytes)) + used;
   const mib = (b) => (b / 2 ** 20).toFixed(0);
-  throw new Error(`The language model needs about ${mib(need)} MiB of memory with the encoder, over this deployment's budget of ${mib(budget)} MiB; no smaller variant fits.`);
+  throw new Error(`The language model needs about ${mib(need)} MiB of memory with what the page already uses${measured ? " (measured)" : ""}, over this deployment's budget of ${mib(budget)} MiB; no smaller variant fits.`);
 }
 
 export async function load(optionsJson, onProgress = () => {}) {
@@ -66,8 +68,15 @@ export async function load(optionsJson, onProgress = () => {}) {
   const transformers = await configureTransformers(options.transformersEnv);
   onProgress(0.85, "Language model: loading");
   const tokenizer = await transformers.AutoTokenizer.from_pretrained(model_id);
-  const model = await transformers.AutoModelForCausalLM.from_pretrained(model_id, { dtype, device });
+  // disable_quant_qdq: fold the GGUF codes' DequantizeLinear into float weights once at load (as
+  // models/cpython/lm.py does) instead of keeping them for int8 kernels, which would
+  // re-quantise activations and round differently from native onnxruntime.
+  const model = await transformers.AutoModelForCausalLM.from_pretrained(model_id, {
+    dtype, device, session_options: { extra: { session: { disable_quant_qdq: "1" } } },
+  });
   const session = model.sessions.model;
+  // The .onnx bytes (166 MB) are in onnxruntime's heap now; another copy in JS is waste.
+  forgetVerifiedFiles([...files.keys()].filter((path) => path.endsWith(".onnx")));
   const config = model.config;
   const layers = config.num_hidden_layers;
   const kvHeads = config.num_key_value_heads ?? config.num_attention_heads;
@@ -96,10 +105,16 @@ export async function load(optionsJson, onProgress = () => {}) {
     tokenizer, model, session, layers, vocabSize, eos: new Set(eos), xgr, compiler, Tensor, empty,
     vocabTexts: encoded,
     info: JSON.stringify({ vocab_size: vocabSize, eos_ids: eos, model_id, dtype, max_tokens: options.lm.max_tokens,
+                           estimated_memory_bytes: chosen.estimated_memory_bytes,
                            device, threads: options.transformersEnv.threads ?? 1 }),
   };
   onProgress(1, "Language model ready");
   return lm.info;
+}
+
+// What load() resolved with (JSON), or null before.
+export function loadedInfo() {
+  return lm?.info ?? null;
 }
 
 function pathOf(modelsBase, modelId, file) {
@@ -131,8 +146,31 @@ async function readable(tensor) {
   return tensor.location === "gpu-buffer" ? tensor.getData() : tensor.data;
 }
 
-// One forward pass: feeds as OnnxCausalLM._run in models/cpython/lm.py.
-async function forward(ids, past, offset) {
+// Prefilled shared prompt prefixes (a task's instructions): ids joined → {past, length}, as
+// OnnxCausalLM.start_after in models/cpython/lm.py. A few tasks' worth, ~46 KB a token.
+const prefixes = new Map();
+const PREFIX_CACHE_SIZE = 4;
+
+async function prefixState(prefix) {
+  const key = prefix.join(",");
+  let state = prefixes.get(key);
+  if (!state) {
+    state = { ...(await forward(prefix, null, 0)), logits: null, cached: true };
+    prefixes.set(key, state);
+    for (const [old, entry] of prefixes) {
+      if (prefixes.size <= PREFIX_CACHE_SIZE) break;
+      prefixes.delete(old);
+      for (const tensor of entry.past) tensor.dispose?.();
+    }
+  }
+  prefixes.delete(key);
+  prefixes.set(key, state);  // most recently used last
+  return state;
+}
+
+// One forward pass: feeds as OnnxCausalLM._run in models/cpython/lm.py. ``past`` is
+// freed afterwards unless it is a cached prefix's (``keepPast``).
+async function forward(ids, past, offset, keepPast = false) {
   const { Tensor, session, layers, vocabSize } = lm;
   const n = ids.length;
   const feeds = {
@@ -152,7 +190,7 @@ async function forward(ids, past, offset) {
   out.logits.dispose?.();
   const present = [];
   for (let i = 0; i < layers; i++) present.push(out[`present.${i}.key`], out[`present.${i}.value`]);
-  if (past) for (const t of past) t.dispose?.();
+  if (past && !keepPast) for (const t of past) t.dispose?.();
   return { logits, past: present, length: offset + n };
 }
 
@@ -166,10 +204,18 @@ export function vocabulary() {
 let run = null;
 let closingGroups = [];
 
-export async function start(idsJson) {
+// ``prefix``: how many leading ids are a task's fixed prompt (pyapp.generation.prompt
+// reusable_prefix); their KV cache is prefilled once and reused, so only the rest is run.
+export async function start(idsJson, prefix = 0) {
   release();
+  const ids = JSON.parse(idsJson);
   run = { state: null, matcher: null, bitmask: null, out: [] };
-  run.state = await forward(JSON.parse(idsJson), null, 0);
+  if (prefix > 0 && prefix < ids.length) {
+    const cached = await prefixState(ids.slice(0, prefix));
+    run.state = await forward(ids.slice(prefix), cached.past, cached.length, true);
+  } else {
+    run.state = await forward(ids, null, 0);
+  }
 }
 
 export async function step(token) {

@@ -1,7 +1,8 @@
 // The inference worker: boots Pyodide from our origin, installs our wheels through our own
 // pyodide-lock.json, and hands every request to Python (pyapp.backends.browser.BrowserApp).
 // Messages in: {type: "init", config} | {type: "run", id, task, text} | {type: "cancel"};
-// out: progress/ready/result, and {type: "partial", id, text, tokens} while an extraction runs.
+// out: progress/ready/result, {type: "partial", id, text, tokens} while an extraction runs, and
+// {type: "lm-loaded", dtype, estimatedMemoryBytes} once the language model is loaded.
 
 import { detectDevice, languageModelDevice, threadCount } from "./env.js";
 import * as host from "./inference.js";
@@ -124,7 +125,7 @@ async function prefetchLM(config) {
   }
 }
 
-async function loadLM() {
+async function loadLM(measuredBytes) {
   const { BrowserLMApp } = pyodideInstance.pyimport("pyapp.backends.browser_lm");
   const instance = BrowserLMApp(JSON.stringify({
     // The page's device (WebGPU when the page runs on it), except on a software adapter
@@ -132,6 +133,7 @@ async function loadLM() {
     ...appConfig,
     device: appConfig.lmDevice.device,
     lmDeviceReason: appConfig.lmDevice.reason,
+    measuredMemoryBytes: measuredBytes ?? null,
     xgrammarUrl: `${new URL(appConfig.runtimeBase, location.origin).href}transformers/web-xgrammar.js`,
   }));
   await instance.load((fraction, detail) => progress("lm", fraction, detail));
@@ -142,9 +144,14 @@ let lmLoading = null;
 
 async function runExtraction(data) {
   lm.resetCancel();
-  lmLoading ??= loadLM();
+  lmLoading ??= loadLM(data.measuredBytes);
   try {
+    const first = !lmApp;
     lmApp = await lmLoading;
+    if (first) {
+      const info = JSON.parse(lm.loadedInfo());
+      postMessage({ type: "lm-loaded", dtype: info.dtype, estimatedMemoryBytes: info.estimated_memory_bytes });
+    }
   } catch (err) {
     lmLoading = null;
     throw err;

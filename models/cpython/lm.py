@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from pyapp.generation import DecodeState, Generation, Prompt, decode_greedy
 from pyapp.generation.closing import closing_starts_at, closing_token_ids, quote_tokens
+from pyapp.generation.prompt import reusable_prefix
 from .sampling import GreedyKernel
 from ..manifest import ModelManifest
 
@@ -47,6 +49,11 @@ class OnnxCausalLM:
         self._outputs = ["logits"] + [f"present.{i}.{kv}" for i in range(self.layers)
                                       for kv in ("key", "value")]
         self.vocab_size = int(config["vocab_size"])
+        # Prefilled shared prompt prefixes (a task's instructions): token ids → state. A few
+        # tasks' worth; each is ~46 KB per token.
+        self._prefixes: OrderedDict[tuple[int, ...], DecodeState] = OrderedDict()
+
+    PREFIX_CACHE_SIZE = 4
 
     @classmethod
     def from_file(cls, path: str | Path, threads: int | None = None) -> OnnxCausalLM:
@@ -58,6 +65,21 @@ class OnnxCausalLM:
         """Prefill: run the prompt, keep its KV cache, return the state with the last logits."""
         past = [self._empty] * (2 * self.layers)
         return self._run(ids, past, 0)
+
+    def start_after(self, prefix: list[int], ids: list[int]) -> DecodeState:
+        """Prefill ``ids`` (which start with ``prefix``) reusing ``prefix``'s KV cache, computed
+        once by a prefill of ``prefix`` alone and kept; only the rest of ``ids`` is run."""
+        key = tuple(prefix)
+        state = self._prefixes.get(key)
+        if state is None:
+            full = self.start(prefix)
+            # The cache only (its last logits are a view keeping every position's row alive).
+            state = DecodeState(None, full.cache, full.length)
+            self._prefixes[key] = state
+            while len(self._prefixes) > self.PREFIX_CACHE_SIZE:
+                self._prefixes.popitem(last=False)
+        self._prefixes.move_to_end(key)
+        return self._run(ids[len(prefix):], state.cache, state.length)
 
     def step(self, state: DecodeState, token: int) -> DecodeState:
         return self._run([token], state.cache, state.length)
@@ -165,9 +187,25 @@ class OnnxTextGenerator:
         budget = min(max_new_tokens, self.max_tokens - len(ids))
         cursor = grammar.cursor() if grammar is not None else None
         started = time.perf_counter()
-        gen = decode_greedy(self.lm, ids, kernel=self._kernel, cursor=cursor,
+        prefix = reusable_prefix(ids, self.encode(prompt.fixed_text()))
+        model = _PrefixedModel(self.lm, prefix) if prefix else self.lm
+        gen = decode_greedy(model, ids, kernel=self._kernel, cursor=cursor,
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                             cancel=cancel, on_token=on_token,
                             closing=(closing_starts_at(max(0, budget)), *self._closing))
+        gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started)
+
+
+class _PrefixedModel:
+    """``OnnxCausalLM`` whose prefill reuses a cached prompt prefix (a ``StepModel``)."""
+
+    def __init__(self, lm: OnnxCausalLM, prefix: list[int]):
+        self._lm, self._prefix = lm, prefix
+
+    def start(self, ids: list[int]) -> DecodeState:
+        return self._lm.start_after(self._prefix, ids)
+
+    def step(self, state: DecodeState, token: int) -> DecodeState:
+        return self._lm.step(state, token)

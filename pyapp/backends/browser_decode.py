@@ -18,10 +18,14 @@ from ..generation import DecodeState
 
 
 class JsStepModel:
-    """A ``StepModel`` whose state lives in JS: Python keeps only the length."""
+    """A ``StepModel`` whose state lives in JS: Python keeps only the length. The first
+    ``prefix`` ids are a task's fixed prompt, whose KV cache lm.js prefills once and reuses."""
+
+    def __init__(self, prefix: int = 0):
+        self.prefix = prefix
 
     async def start(self, ids: list[int]) -> DecodeState:
-        await edge_triage_lm.start(json.dumps(ids))
+        await edge_triage_lm.start(json.dumps(ids), self.prefix)
         return DecodeState(None, None, len(ids))
 
     async def step(self, state: DecodeState, token: int) -> DecodeState:

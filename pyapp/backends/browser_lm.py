@@ -22,6 +22,7 @@ from ..engine import Engine, run_as_json
 from ..generation import Generation, Prompt
 from ..generation.closing import closing_starts_at, closing_token_ids, quote_tokens
 from ..generation.loop import decode_greedy_async
+from ..generation.prompt import reusable_prefix
 from ..grammar import CompiledGrammar, GrammarEngine, enforceable
 from ..grammar.coverage import check_web_xgrammar
 from .browser_decode import JsCursor, JsKernel, JsStepModel
@@ -81,7 +82,8 @@ class BrowserTextGenerator:
                    "device": self.name, "transformersEnv": self.config["transformersEnv"],
                    "xgrammarUrl": self.config["xgrammarUrl"],
                    "encoder": self.config.get("encoder"),
-                   "memoryBudgetBytes": self.config.get("memoryBudgetBytes")}
+                   "memoryBudgetBytes": self.config.get("memoryBudgetBytes"),
+                   "measuredMemoryBytes": self.config.get("measuredMemoryBytes")}
         info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))
         vocab = [(text, i) for i, text in enumerate(json.loads(edge_triage_lm.vocabulary()))]
         self._kernel = JsKernel()
@@ -119,15 +121,18 @@ class BrowserTextGenerator:
         budget = min(max_new_tokens, self.max_tokens - len(ids))
         cursor = grammar.cursor() if grammar is not None else None
         started = time.perf_counter()
+        # The same split as under CPython: lm.js keeps the prefix's KV cache per task.
+        prefix = reusable_prefix(ids, self.encode(prompt.fixed_text()))
         try:
             gen = await decode_greedy_async(
-                JsStepModel(), ids, kernel=self._kernel, cursor=cursor,
+                JsStepModel(len(prefix)), ids, kernel=self._kernel, cursor=cursor,
                 max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                 cancel=lambda: bool(edge_triage_lm.isCancelled()),
                 on_token=edge_triage_lm.emitToken,
                 closing=(closing_starts_at(max(0, budget)), *self._closing))
         finally:
             edge_triage_lm.release()
+        gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started)
 

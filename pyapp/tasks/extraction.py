@@ -80,8 +80,8 @@ class ExtractionTask(Task):
     def prompt(self, text: str) -> Prompt:
         # The input is fenced and named as data, so instructions inside it read as content;
         # whatever the model makes of it, the grammar only lets it write the record.
-        return Prompt(user=f"{self.instructions}\n\nText:\n\"\"\"\n{text}\n\"\"\"\n\nJSON:",
-                      system=self.system)
+        fixed = f"{self.instructions}\n\nText:\n\"\"\"\n"
+        return Prompt(user=f"{fixed}{text}\n\"\"\"\n\nJSON:", system=self.system, fixed_user=fixed)
 
     async def predict(self, text: str, backend: Any, cancel=None, on_token=None) -> Prediction:
         if self._grammar is None:

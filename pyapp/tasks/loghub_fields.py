@@ -171,7 +171,8 @@ class LoghubFieldsTask(ExtractionTask):
             line = ex["text"] if len(ex["text"]) <= EXAMPLE_CHARS else ex["text"][:EXAMPLE_CHARS] + "…"
             parts += [f"Log line: {line}", f"JSON: {answer_json(ex)}", ""]
         parts += [f"Log line: {text}", "JSON:"]
-        return Prompt(user="\n".join(parts), system=self.system)
+        return Prompt(user="\n".join(parts), system=self.system,
+                      fixed_user=f"{self.instructions}\n")
 
     async def predict(self, text: str, backend: Any, cancel=None, on_token=None):
         prediction = await super().predict(text, backend, cancel, on_token)

@@ -76,14 +76,15 @@ test("prompt injection in the input still gives a schema-valid record", async ({
 });
 
 test("cancel stops within a token: valid false, stop_reason cancelled, escalated", async ({ app }) => {
-  test.setTimeout(300_000);
+  test.setTimeout(420_000);
   await openApp(app);
   await app.fill("#text", "PSU 2 on rack 7 reports input voltage dropping below 180V, fans ramping.");
   await app.selectOption("#task", TASK);
   await app.click("#run");
   await expect(app.locator("#cancel")).toBeVisible();
   // Wait until tokens are streaming into the panel, then cancel from the JS API.
-  await expect(app.locator("#partial")).toHaveText(/\{"category":"/);
+  // The first token comes after the language model loads (minutes on a loaded 2-core machine).
+  await expect(app.locator("#partial")).toHaveText(/\{"category":"/, { timeout: 240_000 });
   // The button cancels the form's run.
   await app.click("#cancel");
   await expect(app.locator("#label")).toHaveText(/no record \(cancelled\)/);

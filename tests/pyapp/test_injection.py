@@ -59,7 +59,7 @@ def strings(value):
 
 @pytest.fixture(scope="module")
 def engine(build_dir):
-    from pyapp.cli import open_generator
+    from models.cpython.engines import open_generator
 
     engine = Engine(open_generator(build_dir))
     asyncio.run(engine.load(TASKS))

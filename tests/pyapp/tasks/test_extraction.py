@@ -125,3 +125,26 @@ def test_schemabench_limit_5(generator):
     # Every schema that loaded and finished validates: the grammar never emits invalid JSON.
     complete = report["stop_reasons"].get("grammar", 0) + report["stop_reasons"].get("eos", 0)
     assert report["valid"] == complete
+
+
+def test_records_prefill_only_their_own_text_after_the_cached_task_prefix(engine, generator):
+    """The task's instructions are prefilled once and their KV cache reused; a record's greedy
+    tokens are those of a full prefill of its prompt."""
+    from pyapp.generation import decode_greedy
+    from pyapp.generation.closing import closing_starts_at
+    from pyapp.generation.prompt import reusable_prefix
+
+    task = engine.tasks["telemetry-extract"]
+    generator.lm._prefixes.clear()
+    texts = ["Error: Fan speed threshold exceeded on Node 4B.", "PSU 2 failed, running on redundant supply"]
+    for text in texts:
+        prompt = task.prompt(text)
+        ids = generator.encode(prompt.render())
+        gen = generator.generate_sync(prompt, task._grammar, 96)
+        prefix = reusable_prefix(ids, generator.encode(prompt.fixed_text()))
+        assert gen.timings["cached_prompt_tokens"] == len(prefix) > len(ids) - 40
+        full = decode_greedy(generator.lm, ids, kernel=generator._kernel, cursor=task._grammar.cursor(),
+                             max_new_tokens=96, eos_ids=generator.eos_ids,
+                             closing=(closing_starts_at(96), *generator._closing))
+        assert gen.token_ids == full.token_ids, text
+    assert len(generator.lm._prefixes) == 1  # one task: one prefix, prefilled once

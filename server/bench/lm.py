@@ -1,0 +1,176 @@
+"""The language-model sections of ``edge-triage bench``: decode speed and time per extracted
+record, our page vs plain transformers.js ``generate`` on our q8 file vs native onnxruntime,
+constrained vs unconstrained, and the page's measured memory with both models.
+
+``run(context) -> dict`` is what the bench's section registry calls; ``python -m server.bench.lm
+--report OUT.json`` runs these sections alone. Not a test: timings depend on the machine, so
+every comparison is a ratio of things measured in the same run (medians over repeats).
+
+Not measured here (yet): wllama (npm ``@wllama/wllama``) on the GGUF we build from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TASK = "telemetry-extract"
+#: Targets of issue 11 (on the 2-core reference machine).
+TARGETS = {"record_s_warm": 3.0, "constrained_vs_unconstrained": 0.90,
+           "memory_bytes": 1_200_000_000, "decode_vs_wllama": 1.5}
+
+
+def _texts(n: int) -> list[str]:
+    return json.loads((ROOT / "tests" / "data" / "parity_texts.json").read_text())[:n]
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def native(build_dir: Path, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
+    """Native onnxruntime (CPython): lm-bench's decode speeds, and extraction per record."""
+    from models.build import load_manifests
+    from models.cpython.lm import OnnxTextGenerator
+    from pyapp.engine import Engine
+    from models.lm_benchmark import run_benchmark
+
+    manifest = next(m for m in load_manifests(build_dir / "models") if m.task == "text-generation")
+    generator = OnnxTextGenerator.from_dir(build_dir / "models" / manifest.model_id)
+    decode = run_benchmark(generator, tokens=tokens, repeats=repeats)
+    engine = Engine(generator)
+    asyncio.run(engine.load([TASK]))
+    asyncio.run(engine.run(TASK, texts[0]))  # warm-up: also prefills the task's fixed prefix
+    per_record = []
+    for _ in range(repeats):
+        for text in texts:
+            started = time.perf_counter()
+            asyncio.run(engine.run(TASK, text))
+            per_record.append(time.perf_counter() - started)
+    return {"threads": generator.threads, "decode": decode,
+            "record_s": {"median": _median(per_record), "max": round(max(per_record), 3)}}
+
+
+def page(build_dir: Path, texts: list[str], repeats: int, tokens: int,
+         base_url: str | None = None) -> dict[str, Any]:
+    """Our page in headless Chromium (server/bench/lm_page.mjs), served from this build."""
+    if base_url:
+        return _drive(base_url, texts, repeats, tokens)
+    import uvicorn
+
+    from server.app import create_app
+    from server.browserrun import _free_port
+    from server.settings import Settings
+
+    settings = dataclasses.replace(Settings.from_env(), build_dir=build_dir, worker=False)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        return _drive(f"http://127.0.0.1:{port}/", texts, repeats, tokens)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _drive(base_url: str, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
+    url = base_url.rstrip("/") + "/?backend=wasm&prefetch=0"
+    proc = subprocess.run(["node", str(ROOT / "server" / "bench" / "lm_page.mjs"), url],
+                          input=json.dumps({"texts": texts, "repeats": repeats, "tokens": tokens}),
+                          capture_output=True, text=True, cwd=ROOT, timeout=3600)
+    sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"lm_page.mjs failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    warm = raw["ours"]["warm"]
+    return {"status": raw["status"], "memory": raw["memory"],
+            "ours": {"cold_record_s": round(raw["ours"]["cold"]["ms"] / 1000, 3),
+                     "record_s": _median([w["ms"] / 1000 for w in warm]),
+                     "first_token_s": _median([w["first_token_ms"] / 1000 for w in warm]),
+                     "decode_tok_s": _median([w["decode_tok_s"] for w in warm]),
+                     "valid": sum(bool(w["valid"]) for w in warm), "records": len(warm)},
+            "plain_transformers_js": {"decode_tok_s": _median(raw["plain"]["decode_tok_s"]),
+                                      "prompt_tokens": raw["plain"]["prompt_tokens"]}}
+
+
+def ratios(report: dict[str, Any]) -> dict[str, Any]:
+    """Pair by pair, from the medians (a ratio > 1 means the first of the pair is faster)."""
+    out: dict[str, Any] = {}
+    nat, web = report.get("native"), report.get("page")
+    if nat:
+        out["native constrained / unconstrained decode"] = nat["decode"]["constrained_vs_unconstrained"]
+    if web:
+        ours = web["ours"]["decode_tok_s"]
+        plain = web["plain_transformers_js"]["decode_tok_s"]
+        out["page / plain transformers.js decode"] = round(ours / plain, 3) if ours and plain else None
+        out["page record s / 3 s target"] = round(web["ours"]["record_s"] / TARGETS["record_s_warm"], 3)
+        measured = web["memory"]["measured_bytes"]
+        if measured:
+            out["page memory / 1.2 GB budget"] = round(measured / TARGETS["memory_bytes"], 3)
+            out["manifest estimate / measured memory"] = round(
+                web["memory"]["estimated_bytes"] / measured, 3)
+    if nat and web:
+        native_decode = nat["decode"]["constrained"]["decode_tok_per_s"]
+        out["page / native onnxruntime decode (constrained)"] = round(
+            web["ours"]["decode_tok_s"] / native_decode, 3)
+        out["page / native record time"] = round(web["ours"]["record_s"] / nat["record_s"]["median"], 3)
+    out["page / wllama decode"] = "not measured (wllama is not set up in this build)"
+    return out
+
+
+def run(context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sections; ``context`` may give build_dir, base_url (a running server), repeats,
+    records (how many telemetry texts), tokens (decode length) and sections."""
+    context = context or {}
+    build_dir = Path(context.get("build_dir", ROOT / "build"))
+    repeats = int(context.get("repeats", 3))
+    texts = _texts(int(context.get("records", 5)))
+    tokens = int(context.get("tokens", 64))
+    sections = context.get("sections", ("native", "page"))
+    report: dict[str, Any] = {"records": len(texts), "repeats": repeats, "tokens": tokens,
+                              "targets": TARGETS}
+    if "native" in sections:
+        report["native"] = native(build_dir, texts, repeats, tokens)
+    if "page" in sections:
+        report["page"] = page(build_dir, texts, repeats, tokens, context.get("base_url"))
+    report["ratios"] = ratios(report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server.bench.lm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
+    parser.add_argument("--base-url", help="a running server (default: serve this build)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--records", type=int, default=5, help="telemetry texts per repeat")
+    parser.add_argument("--tokens", type=int, default=64, help="tokens per decode-speed run")
+    parser.add_argument("--sections", default="native,page")
+    args = parser.parse_args(argv)
+    report = run({"build_dir": args.build_dir, "base_url": args.base_url, "repeats": args.repeats,
+                  "records": args.records, "tokens": args.tokens,
+                  "sections": args.sections.split(",")})
+    for name, value in report["ratios"].items():
+        print(f"{name:50s} {value}")
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
