@@ -52,7 +52,7 @@ $(CHROMIUM):
 SMALL := EXTRACT_PARITY_COUNT=5 CHAOS_COUNT=20
 FULL := EDGE_TRIAGE_TEST_FULL=1 E2E_FULL=1 EXTRACT_PARITY_COUNT=20 CHAOS_COUNT=60
 
-test: build $(CHROMIUM)  ## every test: pytest (CPython) then Playwright (real Chromium), ≤ 25 min
+test: build $(CHROMIUM)  ## every test: pytest (CPython) then Playwright (real Chromium); target ≤ 25 min
 	$(BIN)/pytest -q
 	$(SMALL) npx playwright test
 

@@ -1,0 +1,207 @@
+// Faults in the browser, each ending in a clear message and a way to retry, with no case lost:
+// the server killed mid-download, a throttled network, the worker crashing mid-extraction, and
+// storage full. A server of our own per test (own port, own SQLite queue), reached through a TCP
+// proxy we can slow down, so the faults are real: a dead process, slow sockets.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test, expect, openApp, classify } from "./fixtures";
+
+const BASE_PORT = Number(process.env.E2E_PORT ?? 8766);
+const SERVER_PORT = BASE_PORT + 40;  // the app server
+const PROXY_PORT = BASE_PORT + 41;   // what the browser talks to
+const TOKEN = "faults-test-token";
+const MODEL_CACHE = "edge-triage-models-v1";
+const OOS = "what will the weather be like tomorrow in Lisbon";
+
+test.describe.configure({ mode: "serial" });
+test.use({ baseURL: `http://127.0.0.1:${PROXY_PORT}` });
+
+let server: ChildProcess | null = null;
+const db = join(mkdtempSync(join(tmpdir(), "edge-triage-faults-")), "queue.sqlite3");
+
+async function startServer() {
+  server = spawn(".venv/bin/edge-triage", ["serve", "--port", String(SERVER_PORT), "--log-level", "warning"], {
+    stdio: "ignore",
+    env: { ...process.env, EDGE_TRIAGE_SQLITE_PATH: db, EDGE_TRIAGE_ESCALATION_TOKEN: TOKEN,
+           EDGE_TRIAGE_WORKER_POLL_S: "0.2" },
+  });
+  for (let i = 0; i < 600; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${SERVER_PORT}/api/health`)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("fault-test server did not start");
+}
+
+async function killServer() {
+  const s = server!;
+  if (s.exitCode !== null || s.signalCode !== null) return;  // already gone
+  const exited = new Promise((r) => s.once("exit", r));
+  s.kill("SIGKILL");
+  await exited;
+}
+
+// A TCP relay; `bytesPerSecond` and `latencyMs` throttle the server → browser direction.
+const throttle = { bytesPerSecond: 0, latencyMs: 0 };
+const proxy = net.createServer((client) => {
+  const upstream = net.connect(SERVER_PORT, "127.0.0.1");
+  client.on("data", (chunk) => upstream.write(chunk));
+  let first = true;  // the latency is paid once per connection, the bandwidth per byte
+  upstream.on("data", async (chunk) => {
+    if (!throttle.bytesPerSecond && !throttle.latencyMs) return client.write(chunk);
+    upstream.pause();
+    const wait = (first ? throttle.latencyMs : 0) + (throttle.bytesPerSecond ? (chunk.length / throttle.bytesPerSecond) * 1000 : 0);
+    first = false;
+    await new Promise((r) => setTimeout(r, wait));
+    client.write(chunk, () => upstream.resume());
+  });
+  const close = () => { client.destroy(); upstream.destroy(); };
+  client.on("error", close); upstream.on("error", close);
+  client.on("close", close); upstream.on("close", close);
+});
+
+test.beforeAll(async () => {
+  await new Promise<void>((r) => proxy.listen(PROXY_PORT, "127.0.0.1", r));
+  await startServer();
+});
+
+test.afterAll(async () => {
+  await killServer();
+  proxy.close();
+});
+
+async function serverKeys(): Promise<Set<string>> {
+  const listing = await (await fetch(`http://127.0.0.1:${SERVER_PORT}/api/escalations?limit=1000`, {
+    headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+  return new Set(listing.cases.map((c) => c.idempotency_key));
+}
+
+async function escalateOffline(page, context) {
+  await context.setOffline(true);
+  const result = await classify(page, OOS);
+  await context.setOffline(false);
+  expect(result.route).toBe("escalated");
+  return result.escalation.key as string;
+}
+
+async function dropModelCache(page) {
+  await page.evaluate((name) => caches.delete(name), MODEL_CACHE);
+}
+
+async function readyError(page) {
+  return page.evaluate(() => (window as any).edgeTriage.ready.then(() => null, (e: Error) => e.message));
+}
+
+test("the server killed mid-download: a clear message, then the reload resumes and the case is sent", async ({ app, context }) => {
+  await openApp(app);
+  const key = await escalateOffline(app, context);  // a case waiting while the server dies
+  await dropModelCache(app);
+  let shards = 0;
+  await context.route(/\/models\/.*\/shards\//, async (route) => {
+    // Four shards download at once: the fifth is asked for once one is verified and stored,
+    // so the server dies with some shards kept and others in flight.
+    if (++shards === 5) await killServer();
+    await route.continue();
+  });
+  await app.reload();
+  const error = await readyError(app);
+  expect(error).toMatch(/Could not download \/models\/.* the server or the network went away/);
+  await expect(app.locator("#error")).toContainText("Reload to try again");
+  const records = await app.evaluate(() => (window as any).edgeTriage.outbox());
+  expect(records.map((r) => r.key)).toContain(key);  // nothing lost while the server was gone
+
+  await context.unroute(/\/models\/.*\/shards\//);
+  await startServer();
+  await app.reload();
+  const status = await app.evaluate(() => (window as any).edgeTriage.ready);
+  expect(status.modelFiles.fromCache).toBeGreaterThanOrEqual(1);  // resumed, not restarted
+  expect((await classify(app, "PSU 2 failed, running on redundant supply")).output.label).toBe("power");
+  await app.evaluate(() => (window as any).edgeTriage.flushOutbox());
+  await expect.poll(async () => (await serverKeys()).has(key), { timeout: 60_000 }).toBe(true);
+});
+
+// Not yet seen passing (fixme): written on 2026-11-30 but the shared machine (load average ~30)
+// did not get through them before the deadline; the throttled one ran past its 5 min twice.
+test.fixme("a throttled network: the download shows its progress, finishes, and the case is sent", async ({ app, context }) => {
+  test.setTimeout(300_000);
+  await openApp(app);
+  const key = await escalateOffline(app, context);
+  await dropModelCache(app);
+  Object.assign(throttle, { bytesPerSecond: 2 ** 20, latencyMs: 300 });  // 1 MiB/s a connection, 300 ms to start
+  try {
+    const started = Date.now();
+    await app.reload();
+    const labels = new Set<string>();
+    while (!(await app.evaluate(() => (window as any).edgeTriage.status().state === "ready"))) {
+      labels.add(await app.locator("#progress-label").textContent() ?? "");
+      expect(await app.evaluate(() => (window as any).edgeTriage.status().state)).not.toBe("failed");
+      await app.waitForTimeout(250);
+    }
+    console.log(`throttled load: ${Date.now() - started} ms; progress labels seen: ${labels.size}`);
+    expect([...labels].some((l) => /MiB/.test(l) && /%/.test(l)), [...labels].join(" | ")).toBe(true);
+    await app.evaluate(() => (window as any).edgeTriage.flushOutbox());
+    await expect.poll(async () => (await serverKeys()).has(key), { timeout: 60_000 }).toBe(true);
+  } finally {
+    Object.assign(throttle, { bytesPerSecond: 0, latencyMs: 0 });
+  }
+});
+
+// Not yet seen passing (fixme): written on 2026-11-30 but the shared machine (load average ~30)
+// did not get through them before the deadline; the throttled one ran past its 5 min twice.
+test.fixme("the worker crashes mid-extraction: the run says so, the worker restarts, running again works", async ({ app }) => {
+  test.setTimeout(600_000);
+  await openApp(app);
+  const text = "Error: Fan speed threshold exceeded on Node 4B.";
+  await app.locator("#task").selectOption("telemetry-extract");
+  await app.locator("#text").fill(text);
+  // At the first streamed token, an uncaught error in the inference worker (as a Wasm trap would be).
+  let fired = false;
+  await app.exposeFunction("crashNow", async () => {
+    if (fired) return;
+    fired = true;
+    const worker = app.workers().find((w) => w.url().endsWith("/worker.js"))!;
+    await worker.evaluate(() => setTimeout(() => { throw new Error("simulated crash"); }, 0));
+  });
+  const crashed = app.evaluate(([t, x]) => new Promise((resolve) => {
+    (window as any).edgeTriage.run(t, x, { onPartial: () => (window as any).crashNow() })
+      .then(() => resolve(null), (e: Error) => resolve({ name: e.name, message: e.message }));
+  }), ["telemetry-extract", text]);
+  const failure: any = await crashed;
+  expect(failure?.name).toBe("WorkerCrashError");
+  expect(failure.message).toContain("The inference worker crashed");
+  await expect(app.locator("#error")).toContainText("run the text again");
+  await expect(app.locator("#text")).toHaveValue(text);  // the input is still there
+  await app.evaluate(() => (window as any).edgeTriage.ready);
+  await expect(app.locator("#error")).toBeHidden();
+  await app.locator("#run").click();
+  await expect(app.locator("#label")).toHaveText("record", { timeout: 300_000 });
+  expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes)).toBe(1);
+});
+
+// Not yet seen passing (fixme): written on 2026-11-30 but the shared machine (load average ~30)
+// did not get through them before the deadline; the throttled one ran past its 5 min twice.
+test.fixme("storage full: a clear message, the outbox keeps its case, and with space back it all works", async ({ app, context }) => {
+  await openApp(app);
+  const key = await escalateOffline(app, context);
+  await dropModelCache(app);
+  const cdp = await context.newCDPSession(app);
+  const origin = new URL(app.url()).origin;
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: 1024 });
+  await app.reload();
+  const error = await readyError(app);
+  expect(error).toContain("Not enough storage for the model");
+  await expect(app.locator("#error")).toContainText("free space in this browser");
+  const records = await app.evaluate(() => (window as any).edgeTriage.outbox());
+  expect(records.map((r) => r.key)).toContain(key);  // stored before, still there
+
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin });  // space is back
+  await app.reload();
+  await app.evaluate(() => (window as any).edgeTriage.ready);
+  expect((await classify(app, "Link down on eth0")).output.label).toBe("network");
+  await app.evaluate(() => (window as any).edgeTriage.flushOutbox());
+  await expect.poll(async () => (await serverKeys()).has(key), { timeout: 60_000 }).toBe(true);
+});
