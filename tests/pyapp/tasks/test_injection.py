@@ -30,7 +30,7 @@ from pyapp.tasks import create_task
 
 pytestmark = pytest.mark.slow
 
-CORPUS = json.loads((Path(__file__).resolve().parents[1] / "data" / "prompt_injection.json")
+CORPUS = json.loads((Path(__file__).resolve().parents[2] / "data" / "prompt_injection.json")
                     .read_text())["cases"]
 FULL = bool(os.environ.get("EDGE_TRIAGE_TEST_FULL"))
 # Every twentieth case: a plain instruction, a bidi-override one, a field-adding one.
