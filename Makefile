@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build serve test test-py test-e2e eval clean
+.PHONY: help setup build serve test test-py test-e2e eval bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test-e2e: build $(CHROMIUM)  ## only the browser tests
 
 eval: build  ## evaluate every task pack on the dev data: reports/eval.md + plots
 	$(BIN)/edge-triage report --out reports/eval.md
+
+bench: build $(CHROMIUM)  ## our page vs its peers in headless Chromium: ratios, reports/bench.json + .png
+	$(BIN)/edge-triage bench --report reports/bench.json
 
 clean:  ## remove build output (the model cache in ~/.cache/edge-triage stays)
 	rm -rf build test-results playwright-report

@@ -90,7 +90,11 @@ def _open_encoder_engine(build_dir: Path, tasks: list[str]):
     manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
     if not manifests:
         raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
-    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id))
+    from server.settings import Settings
+
+    # The same file the page runs (EDGE_TRIAGE_ENCODER_DTYPE), so both answer alike.
+    dtype = Settings.from_env().encoder_dtype
+    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id, dtype=dtype))
     asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
     return engine
 
@@ -123,6 +127,20 @@ def cmd_lm_bench(args) -> int:
     for dtype in args.dtype.split(","):
         report = run_benchmark(open_generator(_build_dir(args), dtype), args.tokens)
         print(json.dumps(report, indent=2), flush=True)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from server.bench import SECTIONS, run_bench
+
+    names = args.sections.split(",") if args.sections else list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        print(f"error: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}",
+              file=sys.stderr)
+        return 2
+    run_bench(_build_dir(args), Path(args.report), {n: SECTIONS[n] for n in names},
+              repeats=args.repeats)
     return 0
 
 
@@ -282,6 +300,13 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--dtype", default="q8", help="comma-separated variants (e.g. q8,q4)")
     lb.add_argument("--tokens", type=int, default=64, help="new tokens per measurement")
     lb.set_defaults(func=cmd_lm_bench)
+
+    bn = sub.add_parser("bench", help="our page vs its peers in headless Chromium: prints "
+                        "ratios, writes OUT.json and OUT.png")
+    bn.add_argument("--report", default=str(ROOT / "reports" / "bench.json"), metavar="OUT.json")
+    bn.add_argument("--repeats", type=int, default=3, help="medians over this many repeats")
+    bn.add_argument("--sections", help="comma-separated subset of the registered sections")
+    bn.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help='run a task under CPython: run TASK "text" (- for stdin)')
     r.add_argument("task")
