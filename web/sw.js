@@ -31,9 +31,7 @@ async function precache() {
   const worker = async () => {
     for (let entry = pending.shift(); entry; entry = pending.shift()) {
       if (await cache.match(entry.url)) continue;
-      // The HTTP cache may answer: the page fetched most of these moments ago, runtime URLs are
-      // immutable and the rest revalidate; the sha256 check below guards what is stored.
-      const response = await fetch(entry.url);
+      const response = await fetch(entry.url, { cache: "no-store" });
       if (!response.ok) throw new Error(`precache ${entry.url}: HTTP ${response.status}`);
       const body = await response.clone().arrayBuffer();
       if (entry.sha256 && (await sha256Hex(body)) !== entry.sha256) {
