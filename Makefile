@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build serve test test-full test-py test-e2e load eval clean
+.PHONY: help setup build serve test test-full test-py test-e2e load eval bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ load: build $(WRK)  ## load on loopback: shard downloads + escalation posts (wrk
 
 eval: build  ## evaluate every task pack on the dev data: reports/eval.md + plots
 	$(BIN)/edge-triage report --out reports/eval.md
+
+bench: build $(CHROMIUM)  ## our page vs its peers in headless Chromium: ratios, reports/bench.json + .png
+	$(BIN)/edge-triage bench --report reports/bench.json
 
 clean:  ## remove build output (the model cache in ~/.cache/edge-triage stays)
 	rm -rf build test-results playwright-report

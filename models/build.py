@@ -26,21 +26,7 @@ def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelMan
     models_dir.mkdir(parents=True, exist_ok=True)
     manifests = []
     for name, (key_fn, build_fn) in BUILDERS.items():
-        key = key_fn()
-        cached = cache_root() / "models" / f"{name}-{key[:16]}-{LAYOUT}"
-        if force or not (cached / "manifest.json").exists():
-            log(f"building {name} (key {key[:12]}) into {cached}")
-            started = time.monotonic()
-            tmp = cached.with_name(cached.name + ".partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            manifest = add_shards(tmp, build_fn(tmp, key, log))
-            (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
-            shutil.rmtree(cached, ignore_errors=True)
-            tmp.rename(cached)
-            log(f"built {name} in {time.monotonic() - started:.1f}s")
-        else:
-            log(f"{name}: cached ({cached})")
-        manifest = ModelManifest.model_validate_json((cached / "manifest.json").read_text())
+        manifest, cached = _build_cached(name, key_fn, build_fn, force, log)
         target = models_dir / manifest.model_id
         served = target / "manifest.json"
         if not served.exists() or served.read_bytes() != (cached / "manifest.json").read_bytes():
@@ -51,6 +37,36 @@ def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelMan
         if stale.is_dir() and stale.name not in keep:
             shutil.rmtree(stale)
     return manifests
+
+
+def _build_cached(name, key_fn, build_fn, force: bool, log) -> tuple[ModelManifest, Path]:
+    key = key_fn()
+    cached = cache_root() / "models" / f"{name}-{key[:16]}-{LAYOUT}"
+    if force or not (cached / "manifest.json").exists():
+        log(f"building {name} (key {key[:12]}) into {cached}")
+        started = time.monotonic()
+        tmp = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        manifest = add_shards(tmp, build_fn(tmp, key, log))
+        (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.rename(cached)
+        log(f"built {name} in {time.monotonic() - started:.1f}s")
+    else:
+        log(f"{name}: cached ({cached})")
+    return ModelManifest.model_validate_json((cached / "manifest.json").read_text()), cached
+
+
+def build_reference(dest: Path, force: bool = False, log=print) -> ModelManifest:
+    """The benchmark's reference encoder (``encoder.build_reference``), cached like the models and
+    linked into ``dest/<model_id>/``; kept out of build/models so the app never serves it."""
+    manifest, cached = _build_cached(f"{encoder.NAME}-reference", encoder.reference_key,
+                                     encoder.build_reference, force, log)
+    target = dest / manifest.model_id
+    if not (target / "manifest.json").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        link_tree(cached, target)
+    return manifest
 
 
 def load_manifests(models_dir: Path) -> list[ModelManifest]:

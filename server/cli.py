@@ -86,6 +86,27 @@ def cmd_lm_bench(args) -> int:
     return 0
 
 
+def _encoder_dtype() -> str:
+    # The same encoder file the page runs (EDGE_TRIAGE_ENCODER_DTYPE), so both answer alike.
+    from server.settings import Settings
+
+    return Settings.from_env().encoder_dtype
+
+
+def cmd_bench(args) -> int:
+    from server.bench import SECTIONS, run_bench
+
+    names = args.sections.split(",") if args.sections else list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        print(f"error: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}",
+              file=sys.stderr)
+        return 2
+    run_bench(_build_dir(args), Path(args.report), {n: SECTIONS[n] for n in names},
+              repeats=args.repeats)
+    return 0
+
+
 def cmd_run(args) -> int:
     from pyapp.tasks import UnknownTaskError, create_task
     from pyapp.textinput import InputError
@@ -98,7 +119,7 @@ def cmd_run(args) -> int:
     if (args.text is None) == (args.batch is None):
         print("error: give either TEXT or --batch FILE", file=sys.stderr)
         return 2
-    engine = open_engine(_build_dir(args), [args.task])
+    engine = open_engine(_build_dir(args), [args.task], _encoder_dtype())
     if args.batch:
         return _run_batch(engine, args.task, Path(args.batch))
     text = sys.stdin.read() if args.text == "-" else args.text
@@ -146,7 +167,7 @@ def cmd_eval(args) -> int:
     data = Path(args.data)
     records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
     # The task is loaded under CPython either way: it decides which records are held out.
-    engine = open_engine(_build_dir(args), [args.task])
+    engine = open_engine(_build_dir(args), [args.task], _encoder_dtype())
     task = engine.task(args.task)
     if args.runtime == "browser":
         from server.browserrun import BrowserRunner
@@ -177,7 +198,7 @@ def cmd_eval(args) -> int:
 def cmd_report(args) -> int:
     from models.evaluation import REPORT_DATA, write_report
 
-    engine = open_engine(_build_dir(args), list(REPORT_DATA))
+    engine = open_engine(_build_dir(args), list(REPORT_DATA), _encoder_dtype())
     write_report(engine, Path(args.out), data_root=Path(args.data) if args.data else None)
     print(f"wrote {args.out}")
     return 0
@@ -234,6 +255,13 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--dtype", default="q8", help="comma-separated variants (e.g. q8,q4)")
     lb.add_argument("--tokens", type=int, default=64, help="new tokens per measurement")
     lb.set_defaults(func=cmd_lm_bench)
+
+    bn = sub.add_parser("bench", help="our page vs its peers in headless Chromium: prints "
+                        "ratios, writes OUT.json and OUT.png")
+    bn.add_argument("--report", default=str(ROOT / "reports" / "bench.json"), metavar="OUT.json")
+    bn.add_argument("--repeats", type=int, default=3, help="medians over this many repeats")
+    bn.add_argument("--sections", help="comma-separated subset of the registered sections")
+    bn.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help='run a task under CPython: run TASK "text" (- for stdin)')
     r.add_argument("task")

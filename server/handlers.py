@@ -63,7 +63,7 @@ class EngineHandler:
 
         from .site import available_tasks
 
-        return cls(lambda: open_engine(settings.build_dir, available_tasks(settings)))
+        return cls(lambda: open_engine(settings.build_dir, available_tasks(settings), settings.encoder_dtype))
 
     async def resolve(self, case: Case) -> dict[str, Any]:
         async with self._lock:

@@ -27,6 +27,9 @@ class Settings:
     # measures ~2 GB in onnxruntime-web (README "Memory"), so the default budget holds it and
     # the 1.2 GB target is tracked by tests/e2e/memory.spec.ts and the bench.
     memory_budget_bytes: int = 3_000_000_000
+    # Encoder file the page and CPython run: "q8" (float arithmetic, browser = CPython) or
+    # "uint8" (integer kernels, faster, confidences differ by up to ~0.05; models/encoder.py).
+    encoder_dtype: str = "q8"
     # Escalations (server/escalations.py). No token: one is generated at first start and kept in
     # <build_dir>/escalation-token, so every process on this machine shares it.
     escalation_token: str | None = None
@@ -57,6 +60,8 @@ class Settings:
         if self.handler not in ("engine", "openai", "review"):
             raise ValueError(
                 f"EDGE_TRIAGE_HANDLER must be engine, openai or review, not {self.handler!r}")
+        if self.encoder_dtype not in ("q8", "uint8"):
+            raise ValueError(f"EDGE_TRIAGE_ENCODER_DTYPE must be q8 or uint8, not {self.encoder_dtype!r}")
         if self.max_attempts < 1 or self.max_body_bytes < 1 or self.max_request_bytes < 1:
             raise ValueError("max_attempts, max_body_bytes and max_request_bytes must be at least 1")
         if self.rate_limit_per_s <= 0 or self.rate_limit_burst < 1:
@@ -105,6 +110,7 @@ def _optional_path(raw: str) -> Path | None:
 _PARSERS: dict[str, Callable[[str], object]] = {
     "build_dir": Path,
     "memory_budget_bytes": int,
+    "encoder_dtype": str,
     "escalation_token": lambda raw: raw or None,
     "queue": str,
     "sqlite_path": _optional_path,

@@ -79,8 +79,7 @@ class Site:
             "base": self.base,
             "runtimeBase": self.runtime_base,
             "modelsBase": f"{self.base}models/",
-            "encoder": encoder.model_dump(include={"model_id", "dtype", "max_tokens", "key",
-                                                   "estimated_memory_bytes"}) if encoder else None,
+            "encoder": self._encoder_config(encoder) if encoder else None,
             # The language model for extraction tasks (loaded by the worker on first use).
             "lm": self._lm_config(lm) if lm else None,
             "lmTasks": self.lm_tasks,
@@ -90,6 +89,20 @@ class Site:
             "defaultTask": self.settings.default_task,
             "escalation": escalation or {"url": None, "token": None},
         }
+
+    def _encoder_config(self, encoder) -> dict[str, Any]:
+        """The encoder in the configured dtype; ``skipFiles`` are the other dtypes' files, which
+        the page does not download."""
+        from models.encoder import variant_memory
+
+        dtype = self.settings.encoder_dtype if self.settings.encoder_dtype in encoder.variants \
+            else encoder.dtype
+        config = encoder.model_dump(include={"model_id", "max_tokens", "key"})
+        config["dtype"] = dtype
+        config["estimated_memory_bytes"] = variant_memory(encoder, dtype) if encoder.variants \
+            else encoder.estimated_memory_bytes
+        config["skipFiles"] = sorted(p for d, p in encoder.variants.items() if d != dtype)
+        return config
 
     def _lm_config(self, lm) -> dict[str, Any]:
         """The language model and its variants in order of preference, each with its memory

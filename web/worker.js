@@ -28,9 +28,14 @@ async function init(config) {
   const threads = threadCount();
 
   const encoder = chooseWithinBudget(config.encoderVariants ?? [config.encoder], config.memoryBudgetBytes);
-  // The model downloads while Python boots; both are awaited before the model is loaded.
+  // Everything independent loads at once while Python boots: the model's shards, the task
+  // artifacts and the transformers.js module (Python's import then finds it already evaluated).
   const download = downloadModel(config, encoder);
   download.catch(() => {});
+  const artifacts = fetchArtifacts(config.taskArtifacts ?? {});
+  artifacts.catch(() => {});
+  const transformersUrl = `${base}transformers/transformers.min.js`;
+  import(transformersUrl).catch(() => {});
 
   progress("runtime", 0.05, "Python runtime (Pyodide)");
   const { loadPyodide } = await import(`${base}pyodide/pyodide.mjs`);
@@ -58,20 +63,16 @@ async function init(config) {
     device,
     lmDevice,
     threads,
-    transformersUrl: `${base}transformers/transformers.min.js`,
+    transformersUrl,
     transformersEnv: {
-      transformersUrl: `${base}transformers/transformers.min.js`,
+      transformersUrl,
       modelsPath: config.modelsBase,
       ortUrl: `${base}ort/`,
       threads,
     },
   };
-  // Prototypes computed at build time (same numbers as computing them here; see parity tests).
-  appConfig.artifacts = {};
-  for (const [name, url] of Object.entries(config.taskArtifacts ?? {})) {
-    const response = await fetch(url);
-    if (response.ok) appConfig.artifacts[name] = await response.json();
-  }
+  // Heads computed at build time (same numbers as computing them here; see parity tests).
+  appConfig.artifacts = await artifacts;
   const { BrowserApp } = pyodide.pyimport("pyapp.backends.browser");
   const lmTasks = new Set(config.lmTasks ?? []);
   app = BrowserApp(JSON.stringify({ ...appConfig, tasks: config.tasks.filter((t) => !lmTasks.has(t)) }));
@@ -88,6 +89,14 @@ async function init(config) {
   prefetchLM(config);
 }
 
+async function fetchArtifacts(urls) {
+  const entries = await Promise.all(Object.entries(urls).map(async ([name, url]) => {
+    const response = await fetch(url);
+    return response.ok ? [name, await response.json()] : null;
+  }));
+  return Object.fromEntries(entries.filter(Boolean));
+}
+
 // Over the memory budget: take the first variant that fits, else refuse before downloading.
 function chooseWithinBudget(variants, budget) {
   const fits = variants.filter((m) => !budget || m.estimated_memory_bytes <= budget);
@@ -102,7 +111,10 @@ async function downloadModel(config, encoder) {
   const manifestUrl = `${config.modelsBase}${encoder.model_id}/manifest.json`;
   const response = await fetch(manifestUrl);
   if (!response.ok) throw new Error(`Model manifest ${manifestUrl}: HTTP ${response.status}`);
-  const manifest = await response.json();
+  const all = await response.json();
+  // One dtype's weights: the manifest also lists the other encoder variants' files.
+  const skip = new Set(encoder.skipFiles ?? []);
+  const manifest = { ...all, files: all.files.filter((f) => !skip.has(f.path)) };
   await requestPersistentStorage();
   const store = new ShardedModelStore({
     onProgress: ({ done, total, fraction }) =>

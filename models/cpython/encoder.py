@@ -10,7 +10,8 @@ from ..manifest import ModelManifest
 from pyapp.backends.base import EncoderBackend
 
 # transformers.js names quantised variants by a file suffix; we load the same file it does.
-DTYPE_FILES = {"fp32": "onnx/model.onnx", "q8": "onnx/model_quantized.onnx"}
+DTYPE_FILES = {"fp32": "onnx/model.onnx", "q8": "onnx/model_quantized.onnx",
+               "uint8": "onnx/model_uint8.onnx"}
 
 
 class OnnxEncoder(EncoderBackend):
@@ -22,7 +23,8 @@ class OnnxEncoder(EncoderBackend):
 
     name = "cpython"
 
-    def __init__(self, model_dir: Path, manifest: ModelManifest, threads: int | None = None):
+    def __init__(self, model_dir: Path, manifest: ModelManifest, threads: int | None = None,
+                 dtype: str | None = None):
         import numpy as np
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -30,7 +32,12 @@ class OnnxEncoder(EncoderBackend):
         self._np = np
         self.model_dir = Path(model_dir)
         self.manifest = manifest
+        # The heads are trained on the default dtype's embeddings and serve every dtype, so the
+        # key (which names their artifacts) is the manifest's whichever file runs.
         self.model_key = manifest.key
+        self.dtype = dtype or manifest.dtype
+        if self.dtype not in DTYPE_FILES:
+            raise ValueError(f"unknown encoder dtype {self.dtype!r}: one of {sorted(DTYPE_FILES)}")
         config = json.loads((self.model_dir / "tokenizer_config.json").read_text())
         self.max_tokens = int(config.get("model_max_length", manifest.max_tokens))
         self._counter = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
@@ -48,17 +55,18 @@ class OnnxEncoder(EncoderBackend):
         # onnxruntime-web and would break browser/CPython parity (models/weightquant.py).
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         self._session = ort.InferenceSession(
-            str(self.model_dir / DTYPE_FILES[manifest.dtype]),
+            str(self.model_dir / manifest.variants.get(self.dtype, DTYPE_FILES[self.dtype])),
             options,
             providers=["CPUExecutionProvider"],
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, threads: int | None = None) -> OnnxEncoder:
+    def from_dir(cls, model_dir: str | Path, threads: int | None = None,
+                 dtype: str | None = None) -> OnnxEncoder:
         model_dir = Path(model_dir)
         manifest = ModelManifest.model_validate_json((model_dir / "manifest.json").read_text())
-        return cls(model_dir, manifest, threads)
+        return cls(model_dir, manifest, threads, dtype)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return self.embed_sync(texts)

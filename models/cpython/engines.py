@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 
-def open_engine(build_dir: Path, tasks: list[str]):
+def open_engine(build_dir: Path, tasks: list[str], encoder_dtype: str | None = None):
     """A loaded CPython engine for ``tasks`` (used by `run`, `eval` and the server): on the built
-    encoder for classification, on the built language model for extraction, or both."""
+    encoder for classification (the file ``encoder_dtype`` names, default ``q8``; the server
+    passes the page's, EDGE_TRIAGE_ENCODER_DTYPE), on the built language model for extraction,
+    or both."""
     from pyapp.engine import Engine, EngineGroup
     from pyapp.tasks import create_task
 
@@ -18,7 +20,7 @@ def open_engine(build_dir: Path, tasks: list[str]):
     classification = [name for name in tasks if name not in extraction]
     engines = []
     if classification:
-        engines.append(_open_encoder_engine(build_dir, classification))
+        engines.append(_open_encoder_engine(build_dir, classification, encoder_dtype))
     if extraction:
         engine = Engine(open_generator(build_dir))
         asyncio.run(engine.load(extraction))
@@ -26,7 +28,7 @@ def open_engine(build_dir: Path, tasks: list[str]):
     return engines[0] if len(engines) == 1 else EngineGroup(engines)
 
 
-def _open_encoder_engine(build_dir: Path, tasks: list[str]):
+def _open_encoder_engine(build_dir: Path, tasks: list[str], dtype: str | None = None):
     from models.build import load_manifests
     from .encoder import OnnxEncoder
     from pyapp.engine import Engine
@@ -34,7 +36,7 @@ def _open_encoder_engine(build_dir: Path, tasks: list[str]):
     manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
     if not manifests:
         raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
-    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id))
+    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id, dtype=dtype))
     asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
     return engine
 

@@ -152,6 +152,36 @@ def run(context: dict[str, Any] | None = None) -> dict[str, Any]:
     return report
 
 
+def section(ctx) -> dict[str, Any]:
+    """The bench registry's entry (server/bench/__init__.py): ``run`` against the bench's own
+    server, with its measurements as ``Pair``s so they print and plot beside the others."""
+    from .runner import Pair
+
+    report = run({"build_dir": ctx.build_dir, "base_url": ctx.origin, "repeats": ctx.repeats})
+    nat, web, pairs = report.get("native"), report.get("page"), []
+    if nat:
+        dec = nat["decode"]
+        pairs.append(Pair("native decode, constrained", dec["constrained"]["decode_tok_per_s"],
+                          dec["unconstrained"]["decode_tok_per_s"], "tok/s", "unconstrained",
+                          TARGETS["constrained_vs_unconstrained"], higher_is_better=True))
+    if web:
+        ours = web["ours"]
+        if ours["decode_tok_s"] and web["plain_transformers_js"]["decode_tok_s"]:
+            pairs.append(Pair("page decode", ours["decode_tok_s"],
+                              web["plain_transformers_js"]["decode_tok_s"], "tok/s",
+                              "plain transformers.js generate", higher_is_better=True))
+        if nat and ours["decode_tok_s"]:
+            pairs.append(Pair("page decode", ours["decode_tok_s"],
+                              nat["decode"]["constrained"]["decode_tok_per_s"], "tok/s",
+                              "native onnxruntime", higher_is_better=True))
+        pairs.append(Pair("extraction, time per record (warm)", ours["record_s"],
+                          TARGETS["record_s_warm"], "s", "the 3 s target", 1.0))
+        if web["memory"]["measured_bytes"]:
+            pairs.append(Pair("page memory with both models", web["memory"]["measured_bytes"],
+                              TARGETS["memory_bytes"], "bytes", "the 1.2 GB target", 1.0))
+    return {**report, "pairs": [p.as_dict() for p in pairs]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server.bench.lm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", type=Path, help="write the JSON report here")

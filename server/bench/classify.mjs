@@ -1,0 +1,100 @@
+// Classification benchmark driver (server/bench/classify.py): our page vs the plain
+// transformers.js page, in one headless system Chromium. Job (stdin JSON):
+//   {origin, ours, plain, texts, repeats, warmup, first}
+// Prints {start: {...}, latency: {...}} on stdout; progress on stderr.
+import { chromium } from "@playwright/test";
+
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const job = JSON.parse(input);
+const log = (line) => process.stderr.write(`${line}\n`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-default-apps"],
+});
+
+async function bytesSent() {
+  return (await fetch(`${job.origin}/bench/bytes`)).json();
+}
+
+// A visit: open the URL, wait for the first result; the time is from navigation start.
+async function visit(context, url, kind) {
+  const page = await context.newPage();
+  page.on("pageerror", (err) => log(`${kind}: page error ${err.message}`));
+  await page.goto(url);
+  const ms = await page.evaluate(async ([kind, text]) => {
+    if (kind === "ours") {
+      await window.edgeTriage.ready;
+      await window.edgeTriage.run("telemetry-triage", text, { escalate: false });
+      const took = performance.now();
+      // The service worker's precache finishes before it activates: wait for it, so the next
+      // visit's byte count is that visit's own.
+      await navigator.serviceWorker.ready;
+      return took;
+    }
+    await window.plain.ready;
+    await window.plain.run(text);
+    return performance.now();
+  }, [kind, job.first]);
+  return { page, ms };
+}
+
+async function fresh() {
+  const context = await browser.newContext();
+  await context.route("**/*", (route) =>
+    new URL(route.request().url()).origin === job.origin ? route.continue() : route.abort());
+  return context;
+}
+
+const quantile = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+
+try {
+  const start = {};
+  const pages = {};
+  for (const kind of ["ours", "plain"]) {
+    const context = await fresh();
+    await bytesSent();
+    const cold = await visit(context, job[kind], kind);
+    const coldBytes = await bytesSent();
+    await cold.page.close();
+    const warm = await visit(context, job[kind], kind);
+    const warmBytes = await bytesSent();
+    start[kind] = { cold_ms: cold.ms, warm_ms: warm.ms, cold_bytes: coldBytes, warm_bytes: warmBytes };
+    pages[kind] = warm.page;
+    log(`${kind}: cold start ${cold.ms.toFixed(0)} ms, warm ${warm.ms.toFixed(0)} ms`);
+  }
+  // Warm latency, the two pages interleaved repeat by repeat so load on the machine hits both.
+  const latency = { ours: [], plain: [], ours_inference: [] };
+  const runAll = (page, kind, texts) => page.evaluate(async ([kind, texts]) => {
+    const out = [];
+    for (const text of texts) {
+      const started = performance.now();
+      if (kind === "ours") {
+        const r = await window.edgeTriage.run("telemetry-triage", text, { escalate: false });
+        out.push({ ms: performance.now() - started, inference: r.timings_ms.inference });
+      } else {
+        await window.plain.run(text);
+        out.push({ ms: performance.now() - started });
+      }
+    }
+    return out;
+  }, [kind, texts]);
+  for (const kind of ["ours", "plain"]) await runAll(pages[kind], kind, job.texts.slice(0, job.warmup));
+  for (let r = 0; r < job.repeats; r++) {
+    for (const kind of ["ours", "plain"]) {
+      const runs = await runAll(pages[kind], kind, job.texts);
+      const ms = runs.map((x) => x.ms);
+      latency[kind].push({ p50: quantile(ms, 0.5), p95: quantile(ms, 0.95) });
+      if (kind === "ours") latency.ours_inference.push(quantile(runs.map((x) => x.inference), 0.5));
+      log(`repeat ${r + 1}/${job.repeats} ${kind}: p50 ${quantile(ms, 0.5).toFixed(1)} ms, p95 ${quantile(ms, 0.95).toFixed(1)} ms`);
+    }
+  }
+  process.stdout.write(JSON.stringify({ start, latency }));
+} finally {
+  await browser.close();
+}
