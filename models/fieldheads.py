@@ -26,10 +26,10 @@ from pyapp.tasks.linear import LinearHeadTask, head_artifact
 
 from .cache import cache_root, sha256_file
 from .embeddings import embed_cached
-from .heads import L2_GRID, MAX_ITER, fit_logreg, fit_temperature, log_softmax, softmax
+from .heads import CV_MAX_ITER, L2_GRID, MAX_ITER, fit_logreg, fit_temperature, log_softmax, softmax
 from .trainingdata import data_root, read_jsonl
 
-PER_TEMPLATE = 40
+PER_TEMPLATE = 20
 FOLDS = 5
 
 
@@ -63,7 +63,8 @@ def fit_grouped(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int
             continue
         head = None
         for l2 in sorted(L2_GRID, reverse=True):
-            head = fit_logreg(xs[~held], y[~held], n_classes, l2, init=head)
+            head = fit_logreg(xs[~held], y[~held], n_classes, l2, init=head,
+                             max_iter=CV_MAX_ITER)
             oof[l2][held] = head.logits(xs[held])
     accuracy = {l2: float((oof[l2].argmax(axis=1) == y).mean()) for l2 in L2_GRID}
     l2 = max(sorted(L2_GRID, reverse=True), key=lambda v: accuracy[v])
