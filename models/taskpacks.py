@@ -36,7 +36,7 @@ def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=p
         if not path.exists() or _stale_training(task, path):
             if encoder is None:
                 encoder = OnnxEncoder.from_dir(build_dir / "models" / encoder_manifest.model_id)
-            if isinstance(getattr(task, "training", None), TemplateTrainingData):
+            if isinstance(task, LinearHeadTask) and isinstance(task.training, TemplateTrainingData):
                 try:
                     artifact = _field_heads(encoder, log)[name]
                 except FileNotFoundError as e:
@@ -70,7 +70,7 @@ def _field_heads(encoder, log) -> dict[str, dict]:
     from .fieldheads import build_field_heads
 
     tasks = [t for t in map(create_task, TASKS)
-             if isinstance(getattr(t, "training", None), TemplateTrainingData)]
+             if isinstance(t, LinearHeadTask) and isinstance(t.training, TemplateTrainingData)]
     return build_field_heads(tasks, encoder, log=log)
 
 
