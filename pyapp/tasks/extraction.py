@@ -163,17 +163,12 @@ def telemetry_extract() -> ExtractionTask:
     from .telemetry import LABELS
 
     categories = tuple(label.name for label in LABELS)
-    # One worked example: without it the 135M model copied the field descriptions into
-    # component and summary (measured on the labelled Loghub dev lines, README "Extraction").
-    example = ('{"category": "mechanical", "severity": "error", "component_kind": "hardware", '
-               '"component": "fan 2 on node 4B", "action_required": true, '
-               '"summary": "Fan 2 on node 4B has stopped."}')
     instructions = (
-        "Read the telemetry line and reply with a JSON object: category (one of "
+        "Read the telemetry line below and fill in a JSON object with: category (one of "
         f"{', '.join(categories)}), severity ({', '.join(SEVERITIES)}), component_kind (one of "
-        f"{', '.join(COMPONENT_KINDS)}), component, action_required and summary.\n\n"
-        "Example line: Fan 2 on node 4B stalled, rotor speed 0 RPM\n"
-        f"Example JSON: {example}"
+        f"{', '.join(COMPONENT_KINDS)}), component (the affected part as the line names it), "
+        "action_required (true if someone must act) and summary (one short sentence in your "
+        "own words, without repeating yourself)."
     )
     return HybridExtractionTask(
         "telemetry-extract",
