@@ -74,9 +74,9 @@ def select_records(task, records: list[dict], data_sha256: str) -> tuple[list[di
     note = f"{len(labelled):,} of {len(records):,} records carry a label for this task"
     training = getattr(task, "training_info", None) or {}
     if training.get("sha256") == data_sha256:
-        labelled = [r for r in labelled if task.training.split_of(r["text"]) == "heldout"]
+        labelled = [r for r in labelled if task.training.split_of_record(r) == "heldout"]
         note += (f"; this is the training file, so only its held-out part is scored "
-                 f"({training.get('heldout_percent')} % by text hash): {len(labelled):,} records")
+                 f"({training.get('heldout_percent')} % by hash): {len(labelled):,} records")
     return labelled, note
 
 
@@ -141,7 +141,7 @@ def evaluate_extraction(task, records: list[dict], runner: Runner) -> dict[str, 
     results = runner(texts)
     if len(results) != len(texts):
         raise ValueError(f"runner returned {len(results)} results for {len(texts)} texts")
-    fields = list(task.record_model.model_fields)
+    fields = scored_fields(task, gold)
     pred: list[dict | None] = []
     for res in results:
         record = res["output"].get("record") if res.get("valid") else None
@@ -169,11 +169,47 @@ def evaluate_extraction(task, records: list[dict], runner: Runner) -> dict[str, 
         "stop_reasons": dict(Counter(res["output"].get("stop_reason") for res in results)),
         "latency_ms": {"p50": metrics.percentile(latency, 50), "p95": metrics.percentile(latency, 95)},
         "mistakes": mistakes,
+        **extraction_routing(gold, pred, results, fields),
         "backend": results[0].get("backend") if results else None,
         "rows": [{"gold": g, "pred": p, "valid": res.get("valid"), "route": res["route"],
+                  "confidence": res.get("confidence"),
                   "stop_reason": res["output"].get("stop_reason")}
                  for g, p, res in zip(gold, pred, results, strict=True)],
     }
+
+
+def extraction_routing(gold: list[dict], pred: list[dict | None], results: list[dict],
+                       fields: list[str]) -> dict[str, Any]:
+    """Answered locally, how right the local answers are (every scored field exact), how often
+    the record was closed early, and whether summaries are summaries (length, repeats)."""
+    n = len(results) or 1
+    local = [res["route"] == "local" for res in results]
+    exact = [p is not None and all(p.get(f) == g.get(f) for f in fields)
+             for g, p in zip(gold, pred, strict=True)]
+    n_local = sum(local)
+    summaries = [p["summary"] for p in pred if p is not None and isinstance(p.get("summary"), str)]
+    out: dict[str, Any] = {
+        "answered_locally": n_local / n,
+        "local_all_exact": (sum(e for e, lc in zip(exact, local, strict=True) if lc) / n_local
+                            if n_local else float("nan")),
+        "closed_early": sum(any("closed early" in r for r in res.get("reasons", ()))
+                            for res in results) / n,
+    }
+    out["not_closed_early"] = 1.0 - out["closed_early"]
+    if summaries:
+        out["summaries"] = {
+            "count": len(summaries),
+            "over_160_chars": sum(len(s) > 160 for s in summaries) / len(summaries),
+            "repeated_phrase": sum(metrics.repeats_phrase(s) for s in summaries) / len(summaries),
+            "mean_chars": sum(map(len, summaries)) / len(summaries),
+        }
+    return out
+
+
+def scored_fields(task, gold: list[dict]) -> list[str]:
+    """The record fields the gold records label (telemetry labels have no summary to compare)."""
+    labelled = set().union(*(g.keys() for g in gold)) if gold else set()
+    return [f for f in task.record_model.model_fields if f in labelled]
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -184,6 +220,12 @@ def summary_lines(report: dict) -> list[str]:
             f"  schema-valid {report['schema_valid']:.4f}  exact match: "
             + "  ".join(f"{f} {em[f]:.4f}" for f in report["fields"]) + f"  all fields {em['all']:.4f}",
             f"  escalated {report['escalated']:.4f}  stop reasons {report['stop_reasons']}",
+            f"  answered locally {report['answered_locally']:.4f}, all fields exact in "
+            f"{report['local_all_exact']:.4f} of local answers; closed early "
+            f"{report['closed_early']:.4f}"
+            + (f"; summaries: repeated phrase {report['summaries']['repeated_phrase']:.4f}, over "
+               f"160 chars {report['summaries']['over_160_chars']:.4f}"
+               if report.get("summaries") else ""),
             f"  latency p50 {report['latency_ms']['p50']:.1f} ms, p95 {report['latency_ms']['p95']:.1f} ms",
         ]
     r = report["routing"]
@@ -212,6 +254,8 @@ REPORT_DATA = {
 #: held-out part.
 EXTRACTION_REPORT = {
     "loghub-fields": ("loghub/dev.jsonl", 40),
+    # Lines of the held-out templates of the hand-labelled Loghub set (tasks/telemetry_labels.py).
+    "telemetry-extract": ("loghub/dev.jsonl", 40),
 }
 
 #: Targets on dev: (report path, minimum) per task.
@@ -227,6 +271,15 @@ TARGETS = {
         ("schema-valid outputs", ("schema_valid",), 1.0),
         ("level exact match", ("exact_match", "level"), 0.95),
         ("component exact match", ("exact_match", "component"), 0.85),
+        ("answered locally", ("answered_locally",), 0.80),
+        ("all fields exact, of local answers", ("local_all_exact",), 0.97),
+    ],
+    "telemetry-extract": [
+        ("schema-valid outputs", ("schema_valid",), 1.0),
+        ("category exact match", ("exact_match", "category"), 0.95),
+        ("severity exact match", ("exact_match", "severity"), 0.85),
+        ("answered locally", ("answered_locally",), 0.70),
+        ("closed early at most 5 % (1 − rate)", ("not_closed_early",), 0.95),
     ],
 }
 
@@ -248,6 +301,29 @@ WHY_MISSED = {
         "and escalate ≥ 95 % of out-of-scope queries; coverage and precision trade against each "
         "other along the reliability curve."),
 }
+
+
+_TELEMETRY_WHY = (
+    "dev is lines of templates no head saw (split by template), and a few large templates "
+    "dominate it: Thunderbird `data_thread() got not answer …` alone is 445 of 4,909 dev lines "
+    "(labelled network/warning, predicted software/info), i.e. ~43 % of the category and ~35 % "
+    "of the severity mistakes. The heads are linear on a frozen MiniLM encoder trained on 364 "
+    "templates (grouped-CV accuracy 0.83 category, 0.83 severity); more labelled templates or a "
+    "fine-tuned encoder are what would close the gap.")
+WHY_MISSED.update({
+    ("telemetry-extract", "category exact match"): _TELEMETRY_WHY,
+    ("telemetry-extract", "severity exact match"): _TELEMETRY_WHY,
+    ("telemetry-extract", "answered locally"): (
+        "the threshold keeps ≥ 90 % of held-out training records with every head field right "
+        "(RECORD_PRECISION); with ~0.64 of those records fully right, that answers ~42 % of "
+        "held-out training rows (more on dev, where large confident templates dominate)."),
+    ("loghub-fields", "answered locally"): (
+        "loghub-fields' confidence is still the language model's product over constrained "
+        "choices (0.13–0.44 on correct records), not calibrated; a calibration fitted on the "
+        "training split was not done for this pack (issue 12, point 4, open)."),
+    ("loghub-fields", "all fields exact, of local answers"): (
+        "nothing is answered locally (see above), so there is no local answer to score."),
+})
 
 
 def _get(report: dict, path: tuple[str, ...]) -> float:

@@ -174,6 +174,25 @@ def fields_exact_match(gold: Sequence[dict], pred: Sequence[dict | None],
     return out
 
 
+def repeats_phrase(text: str, words: int = 3) -> bool:
+    """Whether a run of ``words`` words (case and punctuation folded) occurs twice in ``text``.
+
+    >>> repeats_phrase("Crashed, implausible, stuck, failed, Crashed, implausible, stuck")
+    True
+    >>> repeats_phrase("PSU 2 failed; node runs on the redundant supply")
+    False
+    """
+    toks = ["".join(ch for ch in w.lower() if ch.isalnum()) for w in text.split()]
+    toks = [t for t in toks if t]
+    seen = set()
+    for i in range(len(toks) - words + 1):
+        gram = tuple(toks[i:i + words])
+        if gram in seen:
+            return True
+        seen.add(gram)
+    return False
+
+
 def _same_length(a: Sequence, b: Sequence) -> None:
     if len(a) != len(b):
         raise ValueError(f"length mismatch: {len(a)} vs {len(b)}")

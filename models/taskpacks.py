@@ -10,6 +10,7 @@ from pathlib import Path
 
 from models.manifest import ModelManifest
 from pyapp.tasks import TASKS, LinearHeadTask, create_task
+from pyapp.tasks.telemetry_labels import TemplateTrainingData
 
 
 def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=print) -> dict:
@@ -35,7 +36,13 @@ def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=p
         if not path.exists() or _stale_training(task, path):
             if encoder is None:
                 encoder = OnnxEncoder.from_dir(build_dir / "models" / encoder_manifest.model_id)
-            if isinstance(task, LinearHeadTask):
+            if isinstance(task, LinearHeadTask) and isinstance(task.training, TemplateTrainingData):
+                try:
+                    artifact = _field_heads(encoder, log)[name]
+                except FileNotFoundError as e:
+                    log(f"task {name}: skipped, {e}")
+                    continue
+            elif isinstance(task, LinearHeadTask):
                 try:
                     artifact = build_head_artifact(task, encoder, log=log)
                 except FileNotFoundError as e:
@@ -56,6 +63,15 @@ def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=p
             stale.unlink()
     (out / "index.json").write_text(json.dumps(written, indent=1))
     return written
+
+
+def _field_heads(encoder, log) -> dict[str, dict]:
+    """All template-labelled heads, trained together on the same rows (``models.fieldheads``)."""
+    from .fieldheads import build_field_heads
+
+    tasks = [t for t in map(create_task, TASKS)
+             if isinstance(t, LinearHeadTask) and isinstance(t.training, TemplateTrainingData)]
+    return build_field_heads(tasks, encoder, log=log)
 
 
 def _stale_training(task, path: Path) -> bool:

@@ -38,7 +38,7 @@ def training_examples(data: TrainingData, records: list[dict]) -> tuple[list[str
 
 def training_rows(data: TrainingData, records: list[dict]) -> list[int]:
     return [i for i, r in enumerate(records)
-            if data.label_of(r) is not None and data.split_of(r["text"]) == "train"]
+            if data.label_of(r) is not None and data.split_of_record(r) == "train"]
 
 
 def embed_records(encoder, records: list[dict], rows: list[int], log=None) -> np.ndarray:
@@ -60,7 +60,7 @@ def first_per_label(texts: list[str], labels: list[str], limit: int) -> tuple[li
 
 def heldout_records(data: TrainingData, records: list[dict]) -> list[dict]:
     """The records of the training file the build did not train on."""
-    return [r for r in records if data.split_of(r["text"]) == "heldout"]
+    return [r for r in records if data.split_of_record(r) == "heldout"]
 
 
 def routed_threshold(task: LinearHeadTask, probs: np.ndarray, y: np.ndarray) -> float | None:

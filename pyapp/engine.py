@@ -92,6 +92,7 @@ class EngineGroup:
     def __init__(self, engines: list[Engine]):
         self.engines = engines
         self.tasks = {name: task for engine in engines for name, task in engine.tasks.items()}
+        attach_heads(engines)
 
     def _engine_for(self, name: str) -> Engine:
         for engine in self.engines:
@@ -104,6 +105,17 @@ class EngineGroup:
 
     async def run(self, task_name: str, text: Any) -> dict[str, Any]:
         return await self._engine_for(task_name).run(task_name, text)
+
+
+def attach_heads(engines: list[Engine]) -> None:
+    """Give each hybrid extraction task (``tasks.hybrid``) the classification heads another
+    engine loaded for its closed-set fields."""
+    for engine in engines:
+        for task in engine.tasks.values():
+            wanted = set(getattr(task, "field_heads", {}).values())
+            for other in engines:
+                if other is not engine and wanted & set(other.tasks):
+                    task.attach_heads(other.tasks, other.backend)
 
 
 async def run_as_json(engine: Engine | EngineGroup, task_name: str, text: Any) -> str:

@@ -18,7 +18,8 @@ class Settings:
     web_dir: Path = ROOT / "web"
     build_dir: Path = ROOT / "build"
     default_task: str = "telemetry-triage"
-    tasks: tuple[str, ...] = ("telemetry-triage", "clinc150-intent", "loghub-system", "loghub-anomaly")
+    tasks: tuple[str, ...] = ("telemetry-triage", "clinc150-intent", "loghub-system", "loghub-anomaly",
+                              "telemetry-category", "telemetry-severity", "telemetry-component-kind")
     # Extraction tasks the page offers (language model, loaded in the browser on first use).
     lm_tasks: tuple[str, ...] = ("telemetry-extract",)
     extra: dict = field(default_factory=dict)

@@ -149,6 +149,9 @@ async function loadLM(measuredBytes) {
     xgrammarUrl: `${new URL(appConfig.runtimeBase, location.origin).href}transformers/web-xgrammar.js`,
   }));
   await instance.load((fraction, detail) => progress("lm", fraction, detail));
+  // Hybrid extraction tasks take their closed-set fields from the encoder's heads (tasks/hybrid.py).
+  const { attach_heads } = pyodideInstance.pyimport("pyapp.engine");
+  attach_heads(pyodideInstance.toPy([app.engine, instance.engine]));
   return instance;
 }
 

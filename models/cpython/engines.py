@@ -18,6 +18,7 @@ def open_engine(build_dir: Path, tasks: list[str], encoder_dtype: str | None = N
 
     extraction = [name for name in tasks if create_task(name).kind == "extraction"]
     classification = [name for name in tasks if name not in extraction]
+    classification += [h for h in field_heads(extraction) if h not in classification]
     engines = []
     if classification:
         engines.append(_open_encoder_engine(build_dir, classification, encoder_dtype))
@@ -26,6 +27,16 @@ def open_engine(build_dir: Path, tasks: list[str], encoder_dtype: str | None = N
         asyncio.run(engine.load(extraction))
         engines.append(engine)
     return engines[0] if len(engines) == 1 else EngineGroup(engines)
+
+
+def field_heads(extraction: list[str]) -> list[str]:
+    """The classification heads that fill closed-set fields of these extraction tasks."""
+    from pyapp.tasks import create_task
+
+    names: list[str] = []
+    for name in extraction:
+        names += [h for h in getattr(create_task(name), "field_heads", {}).values() if h not in names]
+    return names
 
 
 def _open_encoder_engine(build_dir: Path, tasks: list[str], dtype: str | None = None):

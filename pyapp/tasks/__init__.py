@@ -13,6 +13,7 @@ from .linear import ArtifactMissingError, LinearHeadTask, TrainingData
 from .loghub import loghub_anomaly, loghub_system
 from .loghub_fields import loghub_fields
 from .telemetry import telemetry_triage
+from .telemetry_labels import telemetry_category, telemetry_component_kind, telemetry_severity
 
 TASKS: Mapping[str, Callable[[], Task]] = MappingProxyType(
     {
@@ -20,6 +21,9 @@ TASKS: Mapping[str, Callable[[], Task]] = MappingProxyType(
         "clinc150-intent": clinc150_intent,
         "loghub-system": loghub_system,
         "loghub-anomaly": loghub_anomaly,
+        "telemetry-category": telemetry_category,
+        "telemetry-severity": telemetry_severity,
+        "telemetry-component-kind": telemetry_component_kind,
         "telemetry-extract": telemetry_extract,
         "loghub-fields": loghub_fields,
     }

@@ -62,6 +62,10 @@ class ExtractionTask(Task):
             text=(str, Field(description="the generated JSON text")),
             stop_reason=(str, ...),
             error=(str | None, None),
+            sources=(dict[str, str], Field(default_factory=dict,
+                                           description="which part filled each field")),
+            field_confidence=(dict[str, float], Field(
+                default_factory=dict, description="calibrated confidence of fields from a head")),
         )
         self._grammar = None
 
@@ -76,6 +80,10 @@ class ExtractionTask(Task):
             raise TypeError(f"task {self.name!r} needs a language model backend "
                             f"(a TextGenerator), got {type(backend).__name__}")
         self._grammar = backend.grammar_engine().compile_json_schema(self.schema)
+
+    def sources(self) -> dict[str, str]:
+        """Which part fills each record field (here: all from the language model)."""
+        return {f: "language model" for f in self.record_model.model_fields}
 
     def prompt(self, text: str) -> Prompt:
         # The input is fenced and named as data, so instructions inside it read as content;
@@ -107,7 +115,7 @@ class ExtractionTask(Task):
                 error = f"output does not validate: {e}"
         valid = record is not None
         output = self._output_model(record=record, text=gen.text, stop_reason=gen.stop_reason,
-                                    error=error)
+                                    error=error, sources=self.sources())
         extra: dict[str, Any] = {"generation": {
             "new_tokens": len(gen.token_ids), "prompt_tokens": gen.prompt_tokens,
             "choices": len(gen.choices), "closed_early": gen.closed_early,
@@ -125,6 +133,9 @@ class ExtractionTask(Task):
 
 
 SEVERITIES = ("info", "warning", "error", "critical")
+#: The kinds of affected component (labelling guide: tasks/telemetry_templates.md).
+COMPONENT_KINDS = ("node", "hardware", "kernel", "service", "job", "connection", "storage",
+                   "account")  # fmt: skip
 
 
 def telemetry_record_model(categories: tuple[str, ...]) -> type[BaseModel]:
@@ -132,6 +143,8 @@ def telemetry_record_model(categories: tuple[str, ...]) -> type[BaseModel]:
         "TelemetryRecord",
         category=(Literal[categories], Field(description="the subsystem the line is about")),
         severity=(Literal[SEVERITIES], ...),
+        component_kind=(Literal[COMPONENT_KINDS], Field(
+            description="what kind of part is affected")),
         component=(str, Field(min_length=1, max_length=48,
                               description="the affected part, e.g. 'fan 2 on node 4B'")),
         action_required=(bool, ...),
@@ -139,21 +152,30 @@ def telemetry_record_model(categories: tuple[str, ...]) -> type[BaseModel]:
     )
 
 
+#: Which encoder head fills each closed-set field of telemetry-extract (chosen by measurement on
+#: the labelled Loghub templates, README "Extraction"); the language model writes the rest.
+TELEMETRY_FIELD_HEADS = {"category": "telemetry-category", "severity": "telemetry-severity",
+                         "component_kind": "telemetry-component-kind"}
+
+
 def telemetry_extract() -> ExtractionTask:
+    from .hybrid import HybridExtractionTask
     from .telemetry import LABELS
 
     categories = tuple(label.name for label in LABELS)
-    lines = "\n".join(f"- {label.name}: {label.description}" for label in LABELS)
     instructions = (
-        "Read the telemetry line below and fill in a JSON object with: category (one of the "
-        f"categories), severity ({', '.join(SEVERITIES)}), component (the affected part), "
-        "action_required (true if someone must act) and summary (one short sentence).\n"
-        f"Categories:\n{lines}"
+        "Read the telemetry line below and fill in a JSON object with: category (one of "
+        f"{', '.join(categories)}), severity ({', '.join(SEVERITIES)}), component_kind (one of "
+        f"{', '.join(COMPONENT_KINDS)}), component (the affected part as the line names it), "
+        "action_required (true if someone must act) and summary (one short sentence in your "
+        "own words, without repeating yourself)."
     )
-    return ExtractionTask(
+    return HybridExtractionTask(
         "telemetry-extract",
         telemetry_record_model(categories),
         instructions,
-        description="Structured fields of a telemetry line, from a small language model.",
+        description="Structured fields of a telemetry line: closed-set fields from encoder "
+                    "heads, component and summary from a small language model.",
         system="You are a careful assistant that extracts fields from telemetry into JSON.",
+        field_heads=TELEMETRY_FIELD_HEADS,
     )

@@ -47,6 +47,10 @@ class TrainingData:
         bucket = int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 100
         return "heldout" if bucket < self.heldout_percent else "train"
 
+    def split_of_record(self, record: dict) -> str:
+        """The split of one record (by its text here; by template in ``telemetry_labels``)."""
+        return self.split_of(record["text"])
+
     def identity(self) -> list:
         return [self.file, self.version, self.heldout_percent]
 

@@ -38,7 +38,8 @@ def test_extracts_a_valid_record(engine):
     r = run(engine, "Error: Fan speed threshold exceeded on Node 4B.")
     assert r["valid"] is True and r["output"]["error"] is None
     record = r["output"]["record"]
-    assert set(record) == {"category", "severity", "component", "action_required", "summary"}
+    assert set(record) == {"category", "severity", "component_kind", "component",
+                           "action_required", "summary"}
     assert record["category"] in {label.name for label in LABELS}
     assert 0.0 < r["confidence"] <= 1.0
     assert r["backend"] == "cpython"

@@ -1,0 +1,128 @@
+"""Extraction where each field comes from the part that does it best.
+
+A ``HybridExtractionTask`` names, per closed-set field, the classification head that fills it
+(``field_heads``: field → task name, e.g. ``category`` → ``telemetry-category``); the language
+model fills the rest (free text such as a component name or a summary). At run time the heads
+answer first, and their labels are forced into the language model's grammar (the field's enum
+narrowed to the chosen value), so the generated fields are conditioned on them and the record
+always validates. The result says which part filled each field (``output.sources``) and each
+head field's confidence (``output.field_confidence``).
+
+Confidence: the record's confidence is the probability that every head field is right, from a
+logistic calibration of the heads' log-probabilities fitted at build time on template-grouped
+held-out predictions of the training split (``models/fieldheads.py``), and the routing threshold
+is the one fitted there, as for the classifiers. Both travel in the heads' artifacts
+(``training.record_calibration``). Without attached heads (an engine with only a language model)
+the task falls back to the language model for every field, as ``ExtractionTask`` does, and says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from .base import Prediction
+from .extraction import ExtractionTask
+
+
+def calibrated(calibration: dict, confidences: dict[str, float]) -> float:
+    """``sigmoid(bias + Σ coef_f · log p_f)`` over the head fields, in pure Python.
+
+    >>> round(calibrated({"fields": ["a"], "coef": [1.0], "bias": 0.0}, {"a": 0.5}), 3)
+    0.333
+    """
+    z = calibration["bias"]
+    for field, coef in zip(calibration["fields"], calibration["coef"], strict=True):
+        z += coef * math.log(max(confidences[field], 1e-12))
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+class HybridExtractionTask(ExtractionTask):
+    def __init__(self, *args, field_heads: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        unknown = set(field_heads) - set(self.record_model.model_fields)
+        if unknown:
+            raise ValueError(f"field_heads name fields the record does not have: {sorted(unknown)}")
+        self.field_heads = dict(field_heads)
+        self._heads: dict[str, tuple[Any, Any]] = {}
+        self._calibration: dict | None = None
+
+    def attach_heads(self, tasks: dict[str, Any], backend: Any) -> list[str]:
+        """Use the loaded classification ``tasks`` (on the encoder ``backend``) for the fields
+        they fill. Returns the fields still left to the language model (heads not loaded)."""
+        self._heads = {f: (tasks[name], backend) for f, name in self.field_heads.items()
+                       if name in tasks}
+        self._calibration = None
+        if len(self._heads) == len(self.field_heads):
+            info = getattr(tasks[next(iter(self.field_heads.values()))], "training_info", {})
+            cal = info.get("record_calibration")
+            if cal and sorted(cal["fields"]) == sorted(self.field_heads):
+                self._calibration = cal
+                if cal.get("threshold") is not None:
+                    self.threshold = float(cal["threshold"])
+        return [f for f in self.field_heads if f not in self._heads]
+
+    @property
+    def training_info(self) -> dict:
+        """The heads' training record (data file hash, split): eval scores only held-out lines."""
+        if not self._heads:
+            return {}
+        task, _ = next(iter(self._heads.values()))
+        return getattr(task, "training_info", {})
+
+    @property
+    def training(self):
+        """The gold records and their split, for evaluation (``telemetry_labels``)."""
+        from .telemetry_labels import field_training
+
+        return field_training(None)
+
+    def sources(self) -> dict[str, str]:
+        out = super().sources()
+        for field, (task, _) in self._heads.items():
+            out[field] = f"{task.name} (encoder head)"
+        return out
+
+    def narrowed_schema(self, fixed: dict[str, str]) -> dict:
+        schema = copy.deepcopy(self.schema)
+        for field, value in fixed.items():
+            schema["properties"][field]["enum"] = [value]
+        return schema
+
+    async def predict(self, text: str, backend: Any, cancel=None, on_token=None) -> Prediction:
+        if not self._heads:
+            prediction = await super().predict(text, backend, cancel, on_token)
+            prediction.notices.append("No encoder heads loaded: the language model filled "
+                                      "every field.")
+            return prediction
+        fixed: dict[str, str] = {}
+        confidence: dict[str, float] = {}
+        for field, (task, encoder) in self._heads.items():
+            head = await task.predict(text, encoder)
+            fixed[field] = head.output.label
+            confidence[field] = float(head.confidence)
+        schema = self.narrowed_schema(fixed)
+        engine = backend.grammar_engine()
+        if hasattr(engine, "prepare"):  # the browser's engine compiles asynchronously, ahead
+            await engine.prepare(schema)
+        grammar = engine.compile_json_schema(schema)
+        notices: list[str] = []
+        cut, truncated = backend.truncate(text, self.max_input_tokens)
+        if truncated:
+            notices.append(f"Input truncated to {self.max_input_tokens} model tokens "
+                           f"(it has {len(text):,} characters).")
+        gen = await backend.generate(self.prompt(cut), grammar, self.max_new_tokens,
+                                     cancel=cancel, on_token=on_token)
+        prediction = self.result(gen, notices, truncated)
+        prediction.output.field_confidence = {f: round(c, 6) for f, c in confidence.items()}
+        if prediction.valid:
+            prediction.confidence = (calibrated(self._calibration, confidence)
+                                     if self._calibration else math.prod(confidence.values()))
+        prediction.extra["heads"] = {f: [fixed[f], round(confidence[f], 6)] for f in fixed}
+        return prediction
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["sources"] = self.sources()
+        return out
