@@ -40,6 +40,8 @@ PIPELINE_VERSION = "import-gguf-1"
 #: under 1,000 tokens. Capped by the model's own context length.
 SERVER_MAX_TOKENS = 4096
 CHECK_TOKENS = 8
+#: Prompts of ``llm.CHECK_PROMPTS`` checked (each costs 2 × CHECK_TOKENS forward passes).
+CHECK_PROMPT_COUNT = 2
 #: Default budget for a server model's measured memory (EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES).
 DEFAULT_SERVER_BUDGET = 4 * 10**9
 
@@ -101,30 +103,56 @@ def max_tokens(info: GgufInfo) -> int:
 
 
 def check_and_measure(out: Path, dtype: str, n_ctx: int, log=print) -> tuple[dict[str, float], int]:
-    """(checks, measured bytes): greedy tokens of our loop vs llama.cpp's sampler, and the
-    resident-set growth from before loading to after the last check."""
-    from pyapp.backends.cpython_gguf import LlamaCppCausalLM
-    from pyapp.generation import Prompt
+    """(checks, measured bytes), from a fresh Python process (``_check_main``) so that nothing
+    this process already mapped (the GGUF, read for its metadata) hides in the measurement:
+    greedy tokens of our loop vs llama.cpp's own sampler, and the peak resident set of that
+    process after loading and running the model, less the same process's before loading."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import sys, models.importer as m; "
+                           "m._check_main(sys.argv[1], int(sys.argv[2]))", str(out), str(n_ctx)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        raise ModelImportError(f"llama.cpp could not run the model: "
+                               f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    matched, measured = result["matched"], max(result["peak"] - result["before"], 1)
+    log(f"      greedy prefix equal to llama.cpp's sampler per prompt {matched} of {CHECK_TOKENS}; "
+        f"measured memory {measured / 2**20:.0f} MiB")
+    return {f"greedy_min_prefix_{dtype}": float(min(matched)),
+            "greedy_check_prompts": float(len(matched))}, measured
+
+
+def _peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return rss_bytes()
+
+
+def _check_main(folder: str, n_ctx: int) -> None:
     from tokenizers import Tokenizer
+
+    from pyapp.backends.cpython_gguf import LlamaCppCausalLM, import_llama_cpp
+    from pyapp.generation import Prompt
 
     from .llm import CHECK_PROMPTS
 
+    out = Path(folder)
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
-    before = rss_bytes()
+    import_llama_cpp()
+    before = _peak_rss()
     # The context it will run with: llama.cpp allocates the KV cache for all of it up front.
     lm = LlamaCppCausalLM(out / "model.gguf", n_ctx=n_ctx, threads=None)
     matched = []
-    for prompt in CHECK_PROMPTS:
+    for prompt in CHECK_PROMPTS[:CHECK_PROMPT_COUNT]:
         ids = tokenizer.encode(Prompt(user=prompt, system="You are a helpful assistant.").render(),
                                add_special_tokens=False).ids
         ours = lm.greedy(ids, CHECK_TOKENS)
         theirs = lm.reference_greedy(ids, CHECK_TOKENS)
         matched.append(sum(1 for _ in _prefix(ours, theirs)))
-    measured = max(rss_bytes() - before, 1)
-    del lm
-    log(f"      greedy prefix equal to llama.cpp's sampler per prompt {matched} of {CHECK_TOKENS}; "
-        f"measured memory {measured / 2**20:.0f} MiB")
-    return {f"greedy_min_prefix_{dtype}": float(min(matched))}, measured
+    print(json.dumps({"matched": matched, "before": before, "peak": _peak_rss()}))
 
 
 def _prefix(a, b):

@@ -88,6 +88,7 @@ class LlamaCppCausalLM:
     def reference_greedy(self, ids: list[int], n: int) -> list[int]:
         """llama.cpp's own greedy sampler (top_k=1), for the import check of ``greedy``."""
         out = []
+        self._llm.reset()  # no reuse of a cached prefix: a cold run, as a fresh process would
         for token in self._llm.generate(ids, top_k=1, temp=0.0, reset=True):
             out.append(int(token))
             if len(out) == n:
