@@ -90,7 +90,8 @@ def cmd_escalation_bench(args) -> int:
     from server.escalation_bench import run_escalation_bench
 
     report = run_escalation_bench(Path(args.build_dir), args.task, args.limit, args.model,
-                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+                                  log=lambda line: print(line, file=sys.stderr, flush=True),
+                                  wait_s=args.wait_for_model)
     text = json.dumps(report, indent=2)
     if args.report:
         Path(args.report).write_text(text)
@@ -128,4 +129,6 @@ def add_import_commands(models, sub) -> None:
                     help="held-out records run through the browser's model first (spread)")
     eb.add_argument("--model", default="", help="server model id (default: the largest built)")
     eb.add_argument("--report", metavar="OUT.json")
+    eb.add_argument("--wait-for-model", type=float, default=0.0, metavar="S",
+                    help="wait up to S seconds for a server model being imported meanwhile")
     eb.set_defaults(func=cmd_escalation_bench)

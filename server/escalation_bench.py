@@ -61,7 +61,7 @@ def _score(task, gold: list[dict], results: list[dict]) -> dict[str, Any]:
 
 def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limit: int = 60,
                          model: str = "", data_root: Path | None = None,
-                         log=print) -> dict[str, Any]:
+                         log=print, wait_s: float = 0.0) -> dict[str, Any]:
     from models.trainingdata import data_root as default_root
     from pyapp.backends.cpython_gguf import GgufTextGenerator
     from pyapp.cli import open_generator
@@ -85,6 +85,10 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
     escalated = [i for i, r in enumerate(first) if r["route"] != "local"]
     log(f"{len(escalated)} of {len(selected)} escalated by the browser's model")
     chosen = choose_server_model(Settings(build_dir=build_dir, escalation_model=model))
+    deadline = time.monotonic() + wait_s
+    while chosen is None and time.monotonic() < deadline:  # an import running beside the bench
+        time.sleep(10)
+        chosen = choose_server_model(Settings(build_dir=build_dir, escalation_model=model))
     if chosen is None:
         raise SystemExit("no server model imported: run `make escalation-engine`")
     big = Engine(GgufTextGenerator.from_dir(build_dir / "server-models" / chosen.model_id))

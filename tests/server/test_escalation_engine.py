@@ -101,7 +101,7 @@ def test_an_imported_gguf_answers_an_escalated_extraction_natively(build_dir: Pa
         f.sha256 for f in manifest.files if f.path == "model.gguf")
     assert 50 * 2**20 < manifest.estimated_memory_bytes < 1500 * 2**20
     engines = EscalationEngines(Settings(build_dir=build))
-    answer = asyncio.run(EngineHandler(engines.open, timeout_s=300).resolve(
+    answer = asyncio.run(EngineHandler(engines.open).resolve(
         a_case(task="telemetry-extract", text=EXTRACT)))
     assert answer["model"] == manifest.model_id
     assert answer["backend"] == "llama.cpp"
