@@ -3,7 +3,8 @@
 A GGUF file becomes a *server model* (``<build>/server-models/<model_id>/``): run natively by
 llama.cpp (``pyapp.backends.cpython_gguf``) for escalations, never sent to the browser. The
 steps are the built-in models' (``models.build``): content key → cache folder → files with
-sha256 → checks against the source → manifest with measured memory → hard-linked into the build.
+sha256 → checks against the source → manifest with measured memory → hard-linked into the
+build.
 
 1. inspect: GGUF header and metadata (``gguf_source.inspect_gguf``): refuses a file that is not
    GGUF, cut short or corrupt, an unsupported architecture, no tokenizer, or a chat format our
@@ -102,7 +103,8 @@ def max_tokens(info: GgufInfo) -> int:
     return min(SERVER_MAX_TOKENS, info.context_length or SERVER_MAX_TOKENS)
 
 
-def check_and_measure(out: Path, dtype: str, n_ctx: int, log=print) -> tuple[dict[str, float], int]:
+def check_and_measure(out: Path, dtype: str, n_ctx: int,
+                      log=print) -> tuple[dict[str, float], int]:
     """(checks, measured bytes), from a fresh Python process (``_check_main``) so that nothing
     this process already mapped (the GGUF, read for its metadata) hides in the measurement:
     greedy tokens of our loop vs llama.cpp's own sampler, and the peak resident set of that

@@ -109,7 +109,7 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
                              "measured_memory_bytes": chosen.estimated_memory_bytes, **server},
         "time_ratio": (server["seconds_per_case"]["mean"] / browser["seconds_per_case"]["mean"]
                        if escalated else None),
-        "rows": [{"gold": g, "browser": _valid_record(task, a), "escalation": _valid_record(task, b),
-                  "reasons": a["reasons"]}
+        "rows": [{"gold": g, "browser": _valid_record(task, a),
+                  "escalation": _valid_record(task, b), "reasons": a["reasons"]}
                  for g, a, b in zip(gold, small_escalated, second, strict=True)],
     }

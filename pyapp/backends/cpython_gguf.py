@@ -26,7 +26,8 @@ from ..manifest import ModelManifest
 from .cpython_lm import OnnxTextGenerator
 
 INSTALL_HINT = ("the escalation engine needs llama.cpp's Python binding: `make escalation-engine` "
-                "(or pip install llama-cpp-python==0.3.36; it compiles llama.cpp, ~10 min on 2 cores)")
+                "(or pip install llama-cpp-python==0.3.36; it compiles llama.cpp: 31 min "
+                "measured on a loaded 2-core machine)")
 
 
 def import_llama_cpp():
@@ -101,7 +102,7 @@ class GgufTextGenerator(OnnxTextGenerator):
     tokenizer, prompt, grammar engine and decode loop as ``OnnxTextGenerator``, llama.cpp's
     forward pass.
 
-    >>> gen = GgufTextGenerator.from_dir("build/server-models/Qwen2.5-Coder-1.5B-…")  # doctest: +SKIP
+    >>> gen = GgufTextGenerator.from_dir("build/server-models/Qwen2.5-…")  # doctest: +SKIP
     """
 
     name = "llama.cpp"

@@ -22,7 +22,7 @@ from .conftest import new_case
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(
     not HAS_LLAMA_CPP, reason="llama-cpp-python is not installed (optional: `make "
-    "escalation-engine` compiles it, ~10 min, so `make test` does not)")
+    "escalation-engine` compiles it, ~30 min here, so `make test` does not)")
 
 EXTRACT = "Fan 2 on node 4B stalled at 0 RPM, replace it today"
 
