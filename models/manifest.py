@@ -39,6 +39,11 @@ class ModelManifest(BaseModel):
     # Large files are also stored as fixed-size shards (file path → its shards, in order), which
     # the browser downloads in parallel, verifies one by one and can resume.
     shards: dict[str, list[ModelFile]] = Field(default_factory=dict)
+    # What runs the model: onnxruntime (browser and CPython) or, for server models imported
+    # from GGUF (models/importer.py), llama.cpp.
+    runtime: Literal["onnxruntime", "llama.cpp"] = "onnxruntime"
+    # Where the model came from: package, version, sha256, licence (models/importer.py).
+    provenance: dict[str, str] = Field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:

@@ -53,12 +53,17 @@ class Engine:
             raise KeyError(f"Task {name!r} is not loaded")
         return self.tasks[name]
 
-    async def run(self, task_name: str, text: Any) -> dict[str, Any]:
+    async def run(self, task_name: str, text: Any,
+                  cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """``cancel`` (polled before each generated token) reaches tasks that generate."""
         started = self._clock()
         task = self.task(task_name)
         cleaned = clean(text)
         infer_start = self._clock()
-        prediction = await task.predict(cleaned.text, self.backend)
+        if cancel is not None and task.kind == "extraction":
+            prediction = await task.predict(cleaned.text, self.backend, cancel=cancel)
+        else:
+            prediction = await task.predict(cleaned.text, self.backend)
         inference_ms = (self._clock() - infer_start) * 1000
         # Revalidate: whatever a task built, what leaves the engine matches its schema.
         output = task.output_model.model_validate(prediction.output.model_dump())
@@ -103,8 +108,9 @@ class EngineGroup:
     def task(self, name: str) -> Task:
         return self._engine_for(name).task(name)
 
-    async def run(self, task_name: str, text: Any) -> dict[str, Any]:
-        return await self._engine_for(task_name).run(task_name, text)
+    async def run(self, task_name: str, text: Any,
+                  cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
+        return await self._engine_for(task_name).run(task_name, text, cancel)
 
 
 def attach_heads(engines: list[Engine]) -> None:

@@ -282,6 +282,11 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=str(ROOT / "reports" / "eval.md"))
     rp.add_argument("--data", help="data root (default: $EDGE_TRIAGE_DATA or ../shared/data)")
     rp.set_defaults(func=cmd_report)
+
+    # --- models import / list / escalation, escalation-bench: models/commands.py ---
+    from models.commands import add_import_commands
+
+    add_import_commands(models, sub)
     return p
 
 

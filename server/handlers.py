@@ -1,6 +1,7 @@
 """Who answers an escalated case, chosen by ``EDGE_TRIAGE_HANDLER``.
 
-- ``engine`` (default): the CPython pyapp engine on this server's built model.
+- ``engine`` (default): the CPython pyapp engine; extraction cases on the escalation model
+  (``server.escalation_engine``: a bigger GGUF model under llama.cpp when one is imported).
 - ``openai``: any OpenAI-compatible chat-completions service, asked for JSON in the task's schema.
 - ``review``: nobody automatically; people answer on the ``/review`` page.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -47,35 +49,61 @@ def readable(error: ValidationError) -> str:
 
 
 class EngineHandler:
-    """Runs the case through the CPython engine, loaded on first use (not at server start)."""
+    """Runs the case on this server's CPython engine for its task (``server.escalation_engine``:
+    extraction on the escalation model, classification on the encoder).
+
+    ``open_engine(task)`` is called once per task, on that task's first case, never at server
+    start; at most ``concurrency`` cases run at once, and a case that takes longer than
+    ``timeout_s`` is cancelled (within one token) and fails this attempt, to be retried.
+    """
 
     name = "engine"
     automatic = True
 
-    def __init__(self, open_engine: Callable[[], Any]):
+    def __init__(self, open_engine: Callable[[str], Any], concurrency: int = 1,
+                 timeout_s: float | None = None):
         self._open_engine = open_engine
-        self._engine = None
-        self._lock = asyncio.Lock()
+        self._engines: dict[str, Any] = {}
+        # A thread lock, not an asyncio one: opening runs in a worker thread, and the handler
+        # may be driven from more than one event loop (tests, the CLI).
+        self._opening = threading.Lock()
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self.timeout_s = timeout_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineHandler:
-        from models.cpython.engines import open_engine
+        from .escalation_engine import EscalationEngines
 
-        from .site import available_tasks
+        return cls(EscalationEngines(settings).open, settings.escalation_concurrency,
+                   settings.escalation_timeout_s or None)
 
-        return cls(lambda: open_engine(settings.build_dir, available_tasks(settings), settings.encoder_dtype))
+    def _engine(self, task: str):
+        with self._opening:
+            if task not in self._engines:
+                self._engines[task] = self._open_engine(task)
+            return self._engines[task]
 
     async def resolve(self, case: Case) -> dict[str, Any]:
-        async with self._lock:
-            if self._engine is None:
-                self._engine = await asyncio.to_thread(self._open_engine)
-        engine = self._engine
-        # Inference is synchronous onnxruntime work: keep it off the server's event loop.
         try:
-            result = await asyncio.to_thread(asyncio.run, engine.run(case.task, case.text))
-        except (ValueError, KeyError) as e:  # InputError is a ValueError; KeyError: task not loaded
+            engine = await asyncio.to_thread(self._engine, case.task)
+        except (ValueError, KeyError) as e:  # unknown task
             raise HandlerError(f"engine refused the case: {e}") from e
-        return {"handler": self.name, **result}
+        cancelled = threading.Event()
+
+        def run() -> dict[str, Any]:
+            return asyncio.run(engine.run(case.task, case.text, cancel=cancelled.is_set))
+
+        async with self._slots:
+            # Inference is synchronous native work: keep it off the server's event loop.
+            try:
+                result = await asyncio.wait_for(asyncio.to_thread(run), self.timeout_s)
+            except TimeoutError as e:
+                cancelled.set()  # the decode loop polls this before every token
+                raise HandlerError(f"engine timed out after {self.timeout_s:g} s") from e
+            except (ValueError, KeyError) as e:  # InputError is a ValueError
+                raise HandlerError(f"engine refused the case: {e}") from e
+        model = getattr(getattr(engine, "backend", None), "manifest", None)
+        return {"handler": self.name, **({"model": model.model_id} if model else {}), **result}
 
 
 class ChatCompletionsHandler:

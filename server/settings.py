@@ -54,6 +54,14 @@ class Settings:
     worker: bool = True  # False: this process only takes requests; another one resolves
     worker_poll_s: float = 1.0
     lease_s: float = 120.0
+    # The engine handler's escalation model for extraction (server/escalation_engine.py): a
+    # server model id or name under <build_dir>/server-models, "browser" for the browser's own
+    # model, or "" for the largest imported one that fits server_memory_budget_bytes.
+    escalation_model: str = ""
+    escalation_concurrency: int = 1  # cases run at once (each holds a model context)
+    escalation_timeout_s: float = 300.0  # per case; 0 = none
+    escalation_threads: int = 0  # 0 = min(4, CPUs)
+    server_memory_budget_bytes: int = 4_000_000_000
 
     def __post_init__(self):
         if self.queue not in ("sqlite", "redis"):
@@ -132,4 +140,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "worker": _flag,
     "worker_poll_s": float,
     "lease_s": float,
+    "escalation_model": str,
+    "escalation_concurrency": int,
+    "escalation_timeout_s": float,
+    "escalation_threads": int,
+    "server_memory_budget_bytes": int,
 }

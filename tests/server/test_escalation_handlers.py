@@ -91,23 +91,23 @@ def a_case(**overrides) -> Case:
 
 
 def test_the_engine_handler_answers_with_the_engine_result(engine):
-    handler = EngineHandler(lambda: engine)
+    handler = EngineHandler(lambda task: engine)
     answer = asyncio.run(handler.resolve(a_case()))
     assert answer["handler"] == "engine"
     assert answer["output"]["label"] == "mechanical"
     assert answer["task"] == "telemetry-triage" and answer["backend"] == "cpython"
 
 
-def test_the_engine_is_loaded_once_on_first_use(engine):
+def test_the_engine_is_loaded_once_per_task_on_first_use(engine):
     opened = []
-    handler = EngineHandler(lambda: opened.append(1) or engine)
+    handler = EngineHandler(lambda task: opened.append(task) or engine)
     assert opened == []
 
     async def twice():
         return await asyncio.gather(handler.resolve(a_case()), handler.resolve(a_case()))
 
     asyncio.run(twice())
-    assert opened == [1]
+    assert opened == ["telemetry-triage"]
 
 
 def test_chat_completions_asks_for_the_task_schema_and_validates_the_reply(service):

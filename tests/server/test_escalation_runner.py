@@ -51,7 +51,7 @@ def post(client, key: str = "k") -> str:
 
 def test_process_once_answers_a_case_with_the_engine(client, app, engine):
     case_id = post(client)
-    worker = EscalationRunner(app.state.queue, EngineHandler(lambda: engine), name="w")
+    worker = EscalationRunner(app.state.queue, EngineHandler(lambda task: engine), name="w")
     done = asyncio.run(worker.process_once())
     assert (done.id, done.status, done.attempts) == (case_id, "answered", 1)
     got = client.get(f"/api/escalations/{case_id}", headers=AUTH).json()

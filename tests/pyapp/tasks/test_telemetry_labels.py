@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pyapp.evaluation import extraction_routing, scored_fields
-from pyapp.metrics import repeats_phrase
+from models.evaluation import extraction_routing, scored_fields
+from models.metrics import repeats_phrase
 from pyapp.tasks import create_task
 from pyapp.tasks.hybrid import HybridExtractionTask, calibrated
 from pyapp.tasks.telemetry_labels import (LABELS_FILE, field_training, gold_record,

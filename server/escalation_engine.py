@@ -1,0 +1,104 @@
+"""What the ``engine`` handler runs an escalated case on: per kind of task, one model, opened on
+the first case of that kind (a classification case never loads a language model).
+
+- classification tasks: the built encoder (the same model as the browser: its answers are
+  escalated for low confidence, and the server has nothing bigger for them);
+- extraction tasks: the *escalation model* (``EDGE_TRIAGE_ESCALATION_MODEL``): a server model
+  imported from GGUF (``edge-triage models import``, ``make escalation-engine``) run natively by
+  llama.cpp, chosen by name, or by default the largest one built whose measured memory fits
+  ``EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES``; ``browser`` (or no server model built) runs the
+  browser's own ONNX model, which mostly gives the same answer again, so the server says so in
+  its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from pyapp.engine import Engine
+from pyapp.tasks import create_task
+
+from .settings import Settings
+
+log = logging.getLogger("edge_triage.escalations")
+
+
+class EscalationModelError(RuntimeError):
+    """The configured escalation model cannot be opened (named in the message)."""
+
+
+def choose_server_model(settings: Settings):
+    """The server model for extraction escalations, or None for the browser's model."""
+    from models.importer import load_server_manifests
+
+    wanted = settings.escalation_model
+    if wanted == "browser":
+        return None
+    manifests = load_server_manifests(settings.build_dir)
+    if wanted:
+        for m in manifests:
+            if wanted in (m.model_id, m.name):
+                if m.estimated_memory_bytes > settings.server_memory_budget_bytes:
+                    raise EscalationModelError(
+                        f"escalation model {m.model_id} needs {m.estimated_memory_bytes:,} bytes, "
+                        f"over EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES="
+                        f"{settings.server_memory_budget_bytes:,}")
+                return m
+        built = ", ".join(m.model_id for m in manifests) or "none"
+        raise EscalationModelError(f"EDGE_TRIAGE_ESCALATION_MODEL={wanted!r} is not built under "
+                                   f"{settings.build_dir / 'server-models'} (built: {built}); "
+                                   "import it with `edge-triage models import`")
+    fitting = [m for m in manifests
+               if m.estimated_memory_bytes <= settings.server_memory_budget_bytes]
+    return max(fitting, key=lambda m: m.estimated_memory_bytes, default=None)
+
+
+class EscalationEngines:
+    """``open(task)`` → an ``Engine`` with that task loaded, on its kind's model (opened once)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._backends: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def backend(self, kind: str):
+        with self._lock:
+            if kind not in self._backends:
+                self._backends[kind] = self._open_backend(kind)
+            return self._backends[kind]
+
+    def _open_backend(self, kind: str):
+        from models.cpython.engines import open_generator
+
+        build = self.settings.build_dir
+        if kind != "extraction":
+            from models.build import load_manifests
+            from models.cpython.encoder import OnnxEncoder
+
+            encoders = [m for m in load_manifests(build / "models") if m.task == "embedding"]
+            if not encoders:
+                raise EscalationModelError(f"no encoder model in {build / 'models'}")
+            return OnnxEncoder.from_dir(build / "models" / encoders[0].model_id,
+                                        dtype=self.settings.encoder_dtype)
+        threads = self.settings.escalation_threads or None
+        chosen = choose_server_model(self.settings)
+        if chosen is None:
+            log.warning("extraction escalations run on the browser's own model (no server model "
+                        "imported; see `make escalation-engine`)")
+            return open_generator(build, threads=threads)
+        from models.cpython.gguf import GgufTextGenerator
+
+        log.info("extraction escalations run on %s (llama.cpp)", chosen.model_id)
+        return GgufTextGenerator.from_dir(build / "server-models" / chosen.model_id,
+                                          threads=threads)
+
+    def open(self, task_name: str) -> Engine:
+        from models.cpython.engines import load_artifacts
+
+        backend = self.backend(create_task(task_name).kind)
+        engine = Engine(backend)
+        asyncio.run(engine.load([task_name], artifacts=load_artifacts(self.settings.build_dir)))
+        return engine
