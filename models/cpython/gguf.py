@@ -111,8 +111,8 @@ class GgufTextGenerator(OnnxTextGenerator):
                  threads: int | None = None):
         from tokenizers import Tokenizer
 
-        from ..generation.closing import closing_token_ids, quote_tokens
-        from ..generation.sampling import GreedyKernel
+        from pyapp.generation.closing import closing_token_ids, quote_tokens
+        from .sampling import GreedyKernel
 
         self.model_dir = Path(model_dir)
         self.manifest = manifest
