@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyapp import metrics
+from models import metrics
 from pyapp.engine import Engine
 from models.evaluation import file_sha256, gold_label, select_records, spread
 
