@@ -1,6 +1,8 @@
-// The one JS module that touches transformers.js / onnxruntime-web. Python (in the worker)
-// drives inference through transformers-js-py; this module only pins transformers.js to our own
-// origin: local models, local ORT wasm, never the Hugging Face hub or a CDN.
+// The one JS module that touches transformers.js / onnxruntime-web, for both models: it pins
+// transformers.js to our own origin (local models, local ORT wasm, never the Hugging Face hub or
+// a CDN), loads the encoder pipeline's and the language model's sessions, and runs every
+// inference call of either model one at a time (``serialised``). Python (in the worker) drives
+// both; web/lm.js keeps the language model's decode state and calls back here to run it.
 
 let verifiedFiles = new Map();
 
@@ -51,4 +53,38 @@ export async function configureTransformers({ transformersUrl, modelsPath, ortUr
   wasm.numThreads = threads;
   wasm.proxy = false;
   return transformers;
+}
+
+// One inference call at a time, whichever model: a classification asked for while an extraction
+// decodes runs between two of its tokens instead of inside onnxruntime-web's single Wasm heap
+// and thread pool at the same moment (the worker handles each message as it comes).
+let lastRun = Promise.resolve();
+
+export function serialised(job) {
+  const run = lastRun.then(job, job);
+  lastRun = run.then(() => {}, () => {});
+  return run;
+}
+
+// The encoder: a transformers.js feature-extraction pipeline (pyapp/backends/browser.py).
+export function embed(pipe, texts, options) {
+  return serialised(() => pipe(texts, options));
+}
+
+// The language model (web/lm.js): tokenizer, causal LM and its session, and the Tensor class.
+export async function loadCausalLM(transformersEnv, modelId, { dtype, device }) {
+  const transformers = await configureTransformers(transformersEnv);
+  const tokenizer = await transformers.AutoTokenizer.from_pretrained(modelId);
+  // disable_quant_qdq: fold the GGUF codes' DequantizeLinear into float weights once at load (as
+  // models/cpython/lm.py does) instead of keeping them for int8 kernels, which would
+  // re-quantise activations and round differently from native onnxruntime.
+  const model = await serialised(() => transformers.AutoModelForCausalLM.from_pretrained(modelId, {
+    dtype, device, session_options: { extra: { session: { disable_quant_qdq: "1" } } },
+  }));
+  return { tokenizer, model, session: model.sessions.model, Tensor: transformers.Tensor };
+}
+
+// One forward pass of the language model's session.
+export function runSession(session, feeds) {
+  return serialised(() => session.run(feeds));
 }

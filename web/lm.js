@@ -9,7 +9,7 @@
 //
 // Loaded lazily, the first time an extraction task runs: classification never pays for it.
 
-import { addVerifiedFiles, configureTransformers, forgetVerifiedFiles } from "./inference.js";
+import { addVerifiedFiles, forgetVerifiedFiles, loadCausalLM, runSession } from "./inference.js";
 import { ShardedModelStore } from "./modelstore.js";
 import { pick as pickAllowed } from "./pick.js";
 
@@ -65,16 +65,8 @@ export async function load(optionsJson, onProgress = () => {}) {
   const { model_id, dtype } = chosen;
   const files = await fetchFiles(modelsBase, chosen, (fraction, detail) => onProgress(0.8 * fraction, detail));
   addVerifiedFiles(files);
-  const transformers = await configureTransformers(options.transformersEnv);
   onProgress(0.85, "Language model: loading");
-  const tokenizer = await transformers.AutoTokenizer.from_pretrained(model_id);
-  // disable_quant_qdq: fold the GGUF codes' DequantizeLinear into float weights once at load (as
-  // models/cpython/lm.py does) instead of keeping them for int8 kernels, which would
-  // re-quantise activations and round differently from native onnxruntime.
-  const model = await transformers.AutoModelForCausalLM.from_pretrained(model_id, {
-    dtype, device, session_options: { extra: { session: { disable_quant_qdq: "1" } } },
-  });
-  const session = model.sessions.model;
+  const { tokenizer, model, session, Tensor } = await loadCausalLM(options.transformersEnv, model_id, { dtype, device });
   // The .onnx bytes (166 MB) are in onnxruntime's heap now; another copy in JS is waste.
   forgetVerifiedFiles([...files.keys()].filter((path) => path.endsWith(".onnx")));
   const config = model.config;
@@ -99,7 +91,6 @@ export async function load(optionsJson, onProgress = () => {}) {
   const info = await xgr.TokenizerInfo.createTokenizerInfo(encoded, "byte_level", false, vocabSize, [...eos].sort((a, b) => a - b));
   const compiler = await xgr.GrammarCompiler.createGrammarCompiler(info);
 
-  const Tensor = transformers.Tensor;
   const empty = new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, headDim]).ort_tensor;
   lm = {
     tokenizer, model, session, layers, vocabSize, eos: new Set(eos), xgr, compiler, Tensor, empty,
@@ -182,7 +173,7 @@ async function forward(ids, past, offset, keepPast = false) {
     feeds[`past_key_values.${i}.key`] = past ? past[2 * i] : lm.empty;
     feeds[`past_key_values.${i}.value`] = past ? past[2 * i + 1] : lm.empty;
   }
-  const out = await session.run(feeds);
+  const out = await runSession(session, feeds);
   const width = out.logits.dims[2];
   // The last position's row only (a copy of one vocabulary vector, then the output is freed).
   const all = await readable(out.logits);

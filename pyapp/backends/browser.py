@@ -54,8 +54,10 @@ class TransformersJsEncoder(EncoderBackend):
     async def embed(self, texts: list[str]) -> list[list[float]]:
         # Call the JS pipeline itself: transformers-js-py's proxy calls ``_call``, which in
         # transformers.js 4 no longer binds the tokenizer.
-        tensor = await self._pipe._js_obj(to_js(texts), to_js({"pooling": "mean", "normalize": True},
-                                                              dict_converter=_js_object))
+        # Through web/inference.js, which runs one inference at a time across both models.
+        tensor = await edge_triage_host.embed(
+            self._pipe._js_obj, to_js(texts),
+            to_js({"pooling": "mean", "normalize": True}, dict_converter=_js_object))
         try:
             dims = tensor.dims.to_py()
             flat = tensor.data.to_py().tolist()  # one copy of the batch's pooled vectors

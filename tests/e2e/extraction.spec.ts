@@ -80,7 +80,7 @@ test("prompt injection in the input still gives a schema-valid record", async ({
   expect(result.output.record.category).not.toBe("pwned");
 });
 
-test("cancel stops within a token: valid false, stop_reason cancelled, escalated", async ({ app }) => {
+test("cancel stops within a token (valid false, stop_reason cancelled, escalated); a classification runs while an extraction decodes", async ({ app }) => {
   test.setTimeout(420_000);
   await openApp(app);
   await app.fill("#text", "PSU 2 on rack 7 reports input voltage dropping below 180V, fans ramping.");
@@ -112,6 +112,30 @@ test("cancel stops within a token: valid false, stop_reason cancelled, escalated
   expect(cancelled.result.output.text.length).toBeGreaterThan(0);
   expect(cancelled.seen).toBeLessThanOrEqual(4);
   expect(cancelled.result.escalation).toBeTruthy();
+
+  // A classification asked for while an extraction decodes: web/inference.js runs the two
+  // models' calls one at a time, so it is answered between two tokens and the extraction goes on.
+  const both = await app.evaluate(async (task) => {
+    const api = (window as any).edgeTriage;
+    let classified: Promise<any> | null = null, tokensWhenClassified = -1, seen = 0;
+    const extraction = api.run(task, "Error: Fan speed threshold exceeded on Node 4B.", {
+      escalate: false,
+      onPartial: ({ tokens }: any) => {
+        seen = tokens;
+        if (tokens === 2 && !classified) {
+          classified = api.run("telemetry-triage", "PSU 2 failed, running on redundant supply", { escalate: false })
+            .then((r: any) => { tokensWhenClassified = seen; return r; });
+        }
+      },
+    });
+    const result = await extraction;
+    return { result, classification: await classified, tokensWhenClassified, total: seen };
+  }, TASK);
+  console.log(`classification answered at token ${both.tokensWhenClassified} of ${both.total}`);
+  expect(both.classification.output.label).toBe("power");
+  expect(both.result.valid).toBe(true);
+  expect(both.tokensWhenClassified).toBeGreaterThanOrEqual(2);
+  expect(both.tokensWhenClassified).toBeLessThan(both.total);
 });
 
 test(`greedy outputs identical to CPython for ${TEXTS.length} inputs (q8)`, async ({ app }) => {
