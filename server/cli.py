@@ -283,8 +283,8 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--data", help="data root (default: $EDGE_TRIAGE_DATA or ../shared/data)")
     rp.set_defaults(func=cmd_report)
 
-    # --- models import / list / escalation, escalation-bench: models/commands.py ---
-    from models.commands import add_import_commands
+    # --- models import / list / escalation, escalation-bench: server/model_commands.py ---
+    from server.model_commands import add_import_commands
 
     add_import_commands(models, sub)
     return p

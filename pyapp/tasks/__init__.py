@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 from .base import DEFAULT_THRESHOLD, Prediction, Task
 from .classification import ClassificationTask, Label
-from .extraction import telemetry_extract
+from .hybrid import telemetry_extract
 from .clinc import clinc150_intent
 from .linear import ArtifactMissingError, LinearHeadTask, TrainingData
 from .loghub import loghub_anomaly, loghub_system

@@ -150,32 +150,3 @@ def telemetry_record_model(categories: tuple[str, ...]) -> type[BaseModel]:
         action_required=(bool, ...),
         summary=(str, Field(min_length=1, max_length=160, description="one short sentence")),
     )
-
-
-#: Which encoder head fills each closed-set field of telemetry-extract (chosen by measurement on
-#: the labelled Loghub templates, README "Extraction"); the language model writes the rest.
-TELEMETRY_FIELD_HEADS = {"category": "telemetry-category", "severity": "telemetry-severity",
-                         "component_kind": "telemetry-component-kind"}
-
-
-def telemetry_extract() -> ExtractionTask:
-    from .hybrid import HybridExtractionTask
-    from .telemetry import LABELS
-
-    categories = tuple(label.name for label in LABELS)
-    instructions = (
-        "Read the telemetry line below and fill in a JSON object with: category (one of "
-        f"{', '.join(categories)}), severity ({', '.join(SEVERITIES)}), component_kind (one of "
-        f"{', '.join(COMPONENT_KINDS)}), component (the affected part as the line names it), "
-        "action_required (true if someone must act) and summary (one short sentence in your "
-        "own words, without repeating yourself)."
-    )
-    return HybridExtractionTask(
-        "telemetry-extract",
-        telemetry_record_model(categories),
-        instructions,
-        description="Structured fields of a telemetry line: closed-set fields from encoder "
-                    "heads, component and summary from a small language model.",
-        system="You are a careful assistant that extracts fields from telemetry into JSON.",
-        field_heads=TELEMETRY_FIELD_HEADS,
-    )

@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from .base import Prediction
-from .extraction import ExtractionTask
+from .extraction import COMPONENT_KINDS, SEVERITIES, ExtractionTask, telemetry_record_model
 
 
 def calibrated(calibration: dict, confidences: dict[str, float]) -> float:
@@ -126,3 +126,33 @@ class HybridExtractionTask(ExtractionTask):
         out = super().describe()
         out["sources"] = self.sources()
         return out
+
+
+# telemetry-extract is defined here, beside the hybrid task it is (extraction.py would otherwise
+# import this module, which imports it).
+#: Which encoder head fills each closed-set field of telemetry-extract (chosen by measurement on
+#: the labelled Loghub templates, README "Extraction"); the language model writes the rest.
+TELEMETRY_FIELD_HEADS = {"category": "telemetry-category", "severity": "telemetry-severity",
+                         "component_kind": "telemetry-component-kind"}
+
+
+def telemetry_extract() -> ExtractionTask:
+    from .telemetry import LABELS
+
+    categories = tuple(label.name for label in LABELS)
+    instructions = (
+        "Read the telemetry line below and fill in a JSON object with: category (one of "
+        f"{', '.join(categories)}), severity ({', '.join(SEVERITIES)}), component_kind (one of "
+        f"{', '.join(COMPONENT_KINDS)}), component (the affected part as the line names it), "
+        "action_required (true if someone must act) and summary (one short sentence in your "
+        "own words, without repeating yourself)."
+    )
+    return HybridExtractionTask(
+        "telemetry-extract",
+        telemetry_record_model(categories),
+        instructions,
+        description="Structured fields of a telemetry line: closed-set fields from encoder "
+                    "heads, component and summary from a small language model.",
+        system="You are a careful assistant that extracts fields from telemetry into JSON.",
+        field_heads=TELEMETRY_FIELD_HEADS,
+    )

