@@ -16,7 +16,6 @@ binding fails with the command that installs it.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import threading
 from pathlib import Path
@@ -107,32 +106,15 @@ class GgufTextGenerator(OnnxTextGenerator):
 
     name = "llama.cpp"
 
-    def __init__(self, model_dir: Path, manifest: ModelManifest, dtype: str | None = None,
-                 threads: int | None = None):
-        from tokenizers import Tokenizer
+    # One llama.cpp context holds one KV cache, shared by every decode: a task's prefix is not
+    # kept between cases (the whole prompt is prefilled each time).
+    REUSES_PREFIX = False
+    # An imported GGUF names its stop tokens in generation_config.json; none is assumed.
+    DEFAULT_EOS: list[int] = []
 
-        from pyapp.generation.closing import closing_token_ids, quote_tokens
-        from .sampling import GreedyKernel
-
-        self.model_dir = Path(model_dir)
-        self.manifest = manifest
-        self.dtype = dtype or manifest.dtype
-        self.model_key = f"{manifest.key}:{self.dtype}"
-        self.max_tokens = manifest.max_tokens
-        self.tokenizer_config = json.loads((self.model_dir / "tokenizer_config.json").read_text())
-        self.generation_config = json.loads((self.model_dir / "generation_config.json").read_text())
-        self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
-        self.lm = LlamaCppCausalLM(self.model_dir / manifest.variants[self.dtype],
-                                   manifest.max_tokens, threads)
-        self.threads = self.lm.threads
-        eos = self.generation_config.get("eos_token_id", [])
-        self.eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
-        self._grammar_engine = None
-        self._kernel = GreedyKernel(self.lm.vocab_size)
-        vocab = self._tokenizer.get_vocab(with_added_tokens=True).items()
-        self._closing = (self._kernel.group_masks(closing_token_ids(vocab)), quote_tokens(vocab))
+    def _open_model(self, manifest: ModelManifest, threads: int | None):
+        return LlamaCppCausalLM(self.model_dir / manifest.variants[self.dtype], manifest.max_tokens,
+                                threads)
 
     def generate_sync(self, prompt, grammar=None, max_new_tokens: int = 128, cancel=None,
                       on_token=None):

@@ -134,15 +134,24 @@ class OnnxTextGenerator:
         self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        files = manifest.variants or {manifest.dtype: "onnx/model_quantized.onnx"}
-        self.lm = OnnxCausalLM.from_file(self.model_dir / files[self.dtype], threads)
+        self.lm = self._open_model(manifest, threads)
         self.threads = self.lm.threads
-        eos = self.generation_config.get("eos_token_id", 2)
+        eos = self.generation_config.get("eos_token_id", self.DEFAULT_EOS)
         self.eos_ids = frozenset(eos if isinstance(eos, list) else [eos])
         self._grammar_engine = None
         self._kernel = GreedyKernel(self.lm.vocab_size)
         vocab = self._tokenizer.get_vocab(with_added_tokens=True).items()
         self._closing = (self._kernel.group_masks(closing_token_ids(vocab)), quote_tokens(vocab))
+
+    #: Whether the model keeps a task's prefilled prompt prefix (``OnnxCausalLM.start_after``).
+    REUSES_PREFIX = True
+    #: Stop token when generation_config.json names none (SmolLM2's <|im_end|>).
+    DEFAULT_EOS: int | list[int] = 2
+
+    def _open_model(self, manifest: ModelManifest, threads: int | None):
+        """The forward pass (a ``StepModel``): onnxruntime here; llama.cpp in ``models.cpython.gguf``."""
+        files = manifest.variants or {manifest.dtype: "onnx/model_quantized.onnx"}
+        return OnnxCausalLM.from_file(self.model_dir / files[self.dtype], threads)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, dtype: str | None = None,
@@ -187,7 +196,7 @@ class OnnxTextGenerator:
         budget = min(max_new_tokens, self.max_tokens - len(ids))
         cursor = grammar.cursor() if grammar is not None else None
         started = time.perf_counter()
-        prefix = reusable_prefix(ids, self.encode(prompt.fixed_text()))
+        prefix = reusable_prefix(ids, self.encode(prompt.fixed_text())) if self.REUSES_PREFIX else []
         model = _PrefixedModel(self.lm, prefix) if prefix else self.lm
         gen = decode_greedy(model, ids, kernel=self._kernel, cursor=cursor,
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
