@@ -140,7 +140,8 @@ test("cancel stops within a token (valid false, stop_reason cancelled, escalated
 
 test(`greedy outputs identical to CPython for ${TEXTS.length} inputs (q8)`, async ({ app }) => {
   test.setTimeout(1_500_000);
-  expect(TEXTS.length).toBeGreaterThanOrEqual(20);
+  // `make test` compares 5 inputs, `make test-full` 20 (EXTRACT_PARITY_COUNT); never fewer than 5.
+  expect(TEXTS.length).toBeGreaterThanOrEqual(5);
   const expected = cpythonResults(TEXTS);
   await openApp(app);
   const started = Date.now();
