@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from pyapp.engine import Engine
 from pyapp.grammar import UnsupportedSchemaError
 from pyapp.tasks import create_task
-from pyapp.tasks.extraction import ExtractionTask, telemetry_extract
+from pyapp.tasks.extraction import ExtractionTask
+from pyapp.tasks.hybrid import telemetry_extract
 from pyapp.tasks.telemetry import LABELS
 
 pytestmark = pytest.mark.slow
