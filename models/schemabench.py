@@ -24,7 +24,6 @@ from pathlib import Path
 from pyapp.generation import Prompt
 from pyapp.grammar.coverage import UnsupportedSchemaError
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jsonschemabench"
 SETS = {"glaiveai2k": "glaiveai2k_dev.jsonl", "github_easy": "github_easy_dev.jsonl"}
 SYSTEM = "You are a helpful assistant that answers with JSON only."
 
@@ -37,7 +36,9 @@ def schema_prompt(schema: dict) -> Prompt:
 def load_set(name: str, limit: int | None = None, sample: int | None = None) -> list[dict]:
     """The set's schemas: the first ``limit``, or ``sample`` of them chosen by a hash of their
     id (the same sample on every machine, spread over the whole file)."""
-    path = Path(name) if name.endswith(".jsonl") else DATA / SETS[name]
+    from .trainingdata import data_root
+
+    path = Path(name) if name.endswith(".jsonl") else data_root() / "jsonschemabench" / SETS[name]
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if sample:
         rows = sorted(rows, key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())[:sample]

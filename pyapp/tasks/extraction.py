@@ -37,7 +37,7 @@ class ExtractionTask(Task):
     >>> class Item(BaseModel): name: str
     >>> task = ExtractionTask("demo", Item, "Name the item.")
     >>> sorted(task.output_model.model_json_schema()["properties"])
-    ['error', 'record', 'stop_reason', 'text']
+    ['error', 'field_confidence', 'record', 'sources', 'stop_reason', 'text']
     """
 
     kind = "extraction"
