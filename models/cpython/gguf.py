@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pyapp.generation import DecodeState
 from models.manifest import ModelManifest
-from .lm import OnnxTextGenerator
+from .lm import OnnxTextGenerator, greedy_continuation
 
 INSTALL_HINT = ("the escalation engine needs llama.cpp's Python binding: `make escalation-engine` "
                 "(or pip install llama-cpp-python==0.3.36; it compiles llama.cpp: 31 min "
@@ -77,13 +77,7 @@ class LlamaCppCausalLM:
         return DecodeState(self._logits(), None, state.length + 1)
 
     def greedy(self, ids: list[int], n: int) -> list[int]:
-        state = self.start(ids)
-        out = []
-        for _ in range(n):
-            token = int(state.logits.argmax())
-            out.append(token)
-            state = self.step(state, token)
-        return out
+        return greedy_continuation(self, ids, n)
 
     def reference_greedy(self, ids: list[int], n: int) -> list[int]:
         """llama.cpp's own greedy sampler (top_k=1), for the import check of ``greedy``."""

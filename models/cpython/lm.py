@@ -21,6 +21,18 @@ from .sampling import GreedyKernel
 from ..manifest import ModelManifest
 
 
+def greedy_continuation(model, ids: list[int], n: int) -> list[int]:
+    """``n`` tokens of unconstrained greedy decoding on a step model (the build's and the
+    importer's checks against a source model), numpy logits."""
+    state = model.start(ids)
+    out = []
+    for _ in range(n):
+        token = int(state.logits.argmax())
+        out.append(token)
+        state = model.step(state, token)
+    return out
+
+
 class OnnxCausalLM:
     """KV-cached forward passes of an optimum ``text-generation-with-past`` export.
 
@@ -101,13 +113,7 @@ class OnnxCausalLM:
 
     def greedy(self, ids: list[int], n: int) -> list[int]:
         """Unconstrained greedy continuation of ``n`` tokens (for checks)."""
-        state = self.start(ids)
-        out = []
-        for _ in range(n):
-            token = int(state.logits.argmax())
-            out.append(token)
-            state = self.step(state, token)
-        return out
+        return greedy_continuation(self, ids, n)
 
 
 class OnnxTextGenerator:
