@@ -31,11 +31,8 @@ def repo_root() -> Path:
 def pyapp_sources(root: Path) -> list[Path]:
     """The files of the pyapp wheel: pyapp holds exactly the browser's Python (tests/test_layout.py
     checks it against web/worker.js's imports), so the CLI, evaluation and the CPython backends
-    neither ship nor key the runtime version. JSON files beside the modules are task data the
-    browser's code reads (pyapp/tasks/telemetry_templates.json: the labels behind the telemetry
-    heads' training key)."""
-    package = root / "pyapp"
-    return sorted([*package.rglob("*.py"), *package.rglob("*.json")])
+    neither ship nor key the runtime version."""
+    return sorted(p for p in (root / "pyapp").rglob("*.py"))
 
 
 def _inputs(root: Path) -> list[str | Path]:
@@ -145,7 +142,6 @@ def build_pyapp_wheel(root: Path, dest: Path) -> Path:
             f'[project]\nname = "{PYAPP_DIST}"\nversion = "{__version__}"\n'
             'dependencies = ["pydantic", "transformers-js-py"]\n'
             '[tool.setuptools.packages.find]\ninclude = ["pyapp*"]\n'
-            '[tool.setuptools.package-data]\npyapp = ["**/*.json"]\n'
         )
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",

@@ -63,10 +63,6 @@ def test_pyapp_wheel_holds_exactly_the_modules_the_browser_imports(build_dir):
     runtime_mod.build_runtime(build_dir / "runtime", log=lambda *_: None)
     (wheel,) = (build_dir / "runtime" / "wheels").glob("edge_triage_pyapp-*.whl")
     names = [n for n in zipfile.ZipFile(wheel).namelist() if not n.startswith("edge_triage_pyapp-")]
-    # Besides modules, only the task data the browser's code reads (JSON beside the modules).
-    data = [n for n in names if n.endswith(".json")]
-    assert data == ["pyapp/tasks/telemetry_templates.json"], data
-    names = [n for n in names if n not in data]
     modules = {n.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in names}
     assert all(n.endswith(".py") for n in names), names
     assert modules == browser_modules()

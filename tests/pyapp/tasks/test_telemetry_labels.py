@@ -10,7 +10,7 @@ from models.evaluation import extraction_routing, scored_fields
 from models.metrics import repeats_phrase
 from pyapp.tasks import create_task
 from pyapp.tasks.hybrid import HybridExtractionTask, calibrated
-from pyapp.tasks.telemetry_labels import (LABELS_FILE, field_training, gold_record,
+from pyapp.tasks.telemetry_labels import (LABELS_DIGEST, LABELS_FILE, field_training, gold_record,
                                           template_labels, template_split)
 
 
@@ -80,3 +80,10 @@ def test_extraction_routing_scores_local_answers_and_summaries():
 def test_repeated_phrases():
     assert repeats_phrase("Crashed, implausible, stuck, Crashed, implausible, stuck")
     assert not repeats_phrase("PSU 2 failed; node 4B runs on the redundant supply")
+
+
+def test_the_pinned_labels_digest_is_the_files():
+    """Editing the labels must change the heads' training key (and so retrain them)."""
+    import hashlib
+
+    assert LABELS_DIGEST == hashlib.sha256(LABELS_FILE.read_bytes()).hexdigest()[:12]
