@@ -98,10 +98,15 @@ class HybridExtractionTask(ExtractionTask):
             return prediction
         fixed: dict[str, str] = {}
         confidence: dict[str, float] = {}
-        for field, (task, encoder) in self._heads.items():
-            head = await task.predict(text, encoder)
-            fixed[field] = head.output.label
-            confidence[field] = float(head.confidence)
+        # The heads share one encoder: one embedding of the text serves them all (not one
+        # encoder pass per field).
+        _, encoder = next(iter(self._heads.values()))
+        embedding, _, _ = await encoder.embed_input(text)
+        for field, (task, _) in self._heads.items():
+            probs = task.probabilities(embedding)
+            best = max(range(len(probs)), key=probs.__getitem__)
+            fixed[field] = task.labels[best]
+            confidence[field] = float(probs[best])
         schema = self.narrowed_schema(fixed)
         engine = backend.grammar_engine()
         if hasattr(engine, "prepare"):  # the browser's engine compiles asynchronously, ahead
