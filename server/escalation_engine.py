@@ -71,18 +71,17 @@ class EscalationEngines:
             return self._backends[kind]
 
     def _open_backend(self, kind: str):
-        from models.cpython.engines import open_generator
+        try:
+            return self._open_backend_of(kind)
+        except SystemExit as e:  # the CLI's "not built" message, never an exit in the server
+            raise EscalationModelError(str(e)) from None
+
+    def _open_backend_of(self, kind: str):
+        from models.cpython.engines import open_encoder, open_generator
 
         build = self.settings.build_dir
         if kind != "extraction":
-            from models.build import load_manifests
-            from models.cpython.encoder import OnnxEncoder
-
-            encoders = [m for m in load_manifests(build / "models") if m.task == "embedding"]
-            if not encoders:
-                raise EscalationModelError(f"no encoder model in {build / 'models'}")
-            return OnnxEncoder.from_dir(build / "models" / encoders[0].model_id,
-                                        dtype=self.settings.encoder_dtype)
+            return open_encoder(build, self.settings.encoder_dtype)
         threads = self.settings.escalation_threads or None
         chosen = choose_server_model(self.settings)
         if chosen is None:

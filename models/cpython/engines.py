@@ -40,16 +40,23 @@ def field_heads(extraction: list[str]) -> list[str]:
 
 
 def _open_encoder_engine(build_dir: Path, tasks: list[str], dtype: str | None = None):
+    from pyapp.engine import Engine
+
+    engine = Engine(open_encoder(build_dir, dtype))
+    asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
+    return engine
+
+
+def open_encoder(build_dir: Path, dtype: str | None = None):
+    """The built encoder under onnxruntime (``models.cpython.encoder``); ``dtype`` picks the file
+    (default ``q8``, the page's EDGE_TRIAGE_ENCODER_DTYPE is what the server passes)."""
     from models.build import load_manifests
     from .encoder import OnnxEncoder
-    from pyapp.engine import Engine
 
     manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
     if not manifests:
         raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
-    engine = Engine(OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id, dtype=dtype))
-    asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
-    return engine
+    return OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id, dtype=dtype)
 
 
 def open_generator(build_dir: Path, dtype: str | None = None, threads: int | None = None):
