@@ -7,6 +7,7 @@ results in order, drawing a progress bar on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +27,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def served(app) -> Iterator[str]:
+    """``app`` (ASGI) on a free loopback port in a background thread while the block runs, for a
+    headless browser to drive (`eval --runtime browser`, `edge-triage bench`); yields its origin."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError(f"the server on port {port} did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 class BrowserRunner:
     def __init__(self, build_dir: Path, task: str, backend: str = "wasm"):
         self.build_dir = Path(build_dir)
@@ -32,8 +55,6 @@ class BrowserRunner:
         self.backend = backend
 
     def __call__(self, texts: list[str]) -> list[dict]:
-        import uvicorn
-
         from .app import create_app
         from .settings import Settings
 
@@ -41,18 +62,8 @@ class BrowserRunner:
             raise RuntimeError("node_modules is missing: run `make setup` first")
         settings = dataclasses.replace(Settings.from_env(), build_dir=self.build_dir,
                                        worker=False)
-        port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",
-                                               port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            while not server.started:
-                time.sleep(0.05)
-            return self._drive(f"http://127.0.0.1:{port}/?backend={self.backend}", texts)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        with served(create_app(settings)) as origin:
+            return self._drive(f"{origin}/?backend={self.backend}", texts)
 
     def _drive(self, url: str, texts: list[str]) -> list[dict]:
         with subprocess.Popen(

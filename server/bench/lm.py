@@ -18,7 +18,6 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,25 +66,13 @@ def page(build_dir: Path, texts: list[str], repeats: int, tokens: int,
     """Our page in headless Chromium (server/bench/lm_page.mjs), served from this build."""
     if base_url:
         return _drive(base_url, texts, repeats, tokens)
-    import uvicorn
-
     from server.app import create_app
-    from server.browserrun import _free_port
+    from server.browserrun import served
     from server.settings import Settings
 
     settings = dataclasses.replace(Settings.from_env(), build_dir=build_dir, worker=False)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
-        return _drive(f"http://127.0.0.1:{port}/", texts, repeats, tokens)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served(create_app(settings)) as origin:
+        return _drive(f"{origin}/", texts, repeats, tokens)
 
 
 def _drive(base_url: str, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:

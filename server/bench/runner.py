@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -104,12 +103,6 @@ class BenchContext:
         return json.loads(proc.stdout)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_app(build_dir: Path, reference_dir: Path):
     """The app as `edge-triage serve` runs it, plus /bench/static (web/bench), /bench/models (the
     reference export) and /bench/bytes (GET: bytes sent since the last call, by kind)."""
@@ -134,25 +127,18 @@ def bench_app(build_dir: Path, reference_dir: Path):
 
 def run_bench(build_dir: Path, report: Path, sections: dict[str, Section], repeats: int = 3,
               log: Callable[[str], None] = print) -> dict[str, Any]:
-    import uvicorn
-
     from models.build import build_reference
+
+    from ..browserrun import served
 
     if not (ROOT / "node_modules" / "@playwright" / "test").exists():
         raise RuntimeError("node_modules is missing: run `make setup` first")
     reference_dir = build_dir / "bench" / "models"
     reference = build_reference(reference_dir, log=log)
     counter, site = bench_app(build_dir, reference_dir)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(counter, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     results: dict[str, Any] = {}
-    try:
-        while not server.started:
-            time.sleep(0.05)
-        context = BenchContext(origin=f"http://127.0.0.1:{port}", build_dir=build_dir,
+    with served(counter) as origin:
+        context = BenchContext(origin=origin, build_dir=build_dir,
                                repeats=repeats, runtime_base=site.runtime_base,
                                reference_model=reference.model_id, log=log)
         for name, section in sections.items():
@@ -162,9 +148,6 @@ def run_bench(build_dir: Path, report: Path, sections: dict[str, Section], repea
             results[name]["seconds"] = round(time.monotonic() - started, 1)
             for pair in results[name].get("pairs", []):
                 log("  " + format_pair(pair))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     out = {"machine": _machine(), "repeats": repeats, "sections": results}
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(out, indent=1))
