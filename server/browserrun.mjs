@@ -1,23 +1,16 @@
 // Runs texts through the page's JS API (edgeTriage.run) in headless system Chromium.
 // Usage: node server/browserrun.mjs URL TASK < texts.json  → one JSON result per line on stdout,
 // "progress DONE TOTAL" lines on stderr. Used by `edge-triage eval --runtime browser`.
-import { chromium } from "@playwright/test";
+import { launchChromium, ownOriginPage } from "./chromium.mjs";
 
 const [url, task] = process.argv.slice(2);
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
 const texts = JSON.parse(input);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-default-apps"],
-});
+const browser = await launchChromium();
 try {
-  const page = await browser.newPage();
-  const origin = new URL(url).origin;
-  await page.context().route("**/*", (route) =>
-    new URL(route.request().url()).origin === origin ? route.continue() : route.abort());
+  const page = await ownOriginPage(browser, url);
   await page.goto(url);
   await page.evaluate(() => window.edgeTriage.ready);
   const BATCH = 50;

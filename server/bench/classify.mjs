@@ -2,18 +2,14 @@
 // transformers.js page, in one headless system Chromium. Job (stdin JSON):
 //   {origin, ours, plain, texts, repeats, warmup, first}
 // Prints {start: {...}, latency: {...}} on stdout; progress on stderr.
-import { chromium } from "@playwright/test";
+import { launchChromium } from "../chromium.mjs";
 
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
 const job = JSON.parse(input);
 const log = (line) => process.stderr.write(`${line}\n`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-default-apps"],
-});
+const browser = await launchChromium();
 
 async function bytesSent() {
   return (await fetch(`${job.origin}/bench/bytes`)).json();

@@ -3,7 +3,7 @@
 // → one JSON object on stdout: our page's extraction timings and decode speed, the page's
 // measured memory with both models, and plain transformers.js `generate` on our q8 file in the
 // same page (same transformers.js + ORT build, same thread count).
-import { chromium } from "@playwright/test";
+import { launchChromium, ownOriginPage } from "../chromium.mjs";
 
 const [url] = process.argv.slice(2);
 let input = "";
@@ -11,16 +11,9 @@ for await (const chunk of process.stdin) input += chunk;
 const { texts, repeats, tokens } = JSON.parse(input);
 const log = (line) => process.stderr.write(`${line}\n`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-default-apps"],
-});
+const browser = await launchChromium();
 try {
-  const page = await browser.newPage();
-  const origin = new URL(url).origin;
-  await page.context().route("**/*", (route) =>
-    new URL(route.request().url()).origin === origin ? route.continue() : route.abort());
+  const page = await ownOriginPage(browser, url);
   page.on("console", (m) => { if (m.type() === "error") log(`page: ${m.text()}`); });
   await page.goto(url);
   const status = await page.evaluate(() => window.edgeTriage.ready);
