@@ -58,11 +58,6 @@ def first_per_label(texts: list[str], labels: list[str], limit: int) -> tuple[li
     return kept_texts, kept_labels
 
 
-def heldout_records(data: TrainingData, records: list[dict]) -> list[dict]:
-    """The records of the training file the build did not train on."""
-    return [r for r in records if data.split_of_record(r) == "heldout"]
-
-
 def routed_threshold(task: LinearHeadTask, probs: np.ndarray, y: np.ndarray) -> float | None:
     """``choose_threshold`` for held-out probabilities; labels the task escalates never answer."""
     pred = probs.argmax(axis=1)
