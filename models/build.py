@@ -34,9 +34,39 @@ def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelMan
         manifests.append(manifest)
     keep = {m.model_id for m in manifests}
     for stale in models_dir.iterdir():
-        if stale.is_dir() and stale.name not in keep:
+        if stale.is_dir() and stale.name not in keep and not _imported(stale):
             shutil.rmtree(stale)
     return manifests
+
+
+def _imported(folder: Path) -> bool:
+    """A model ``edge-triage models import`` put there: the deployment's own, never stale."""
+    manifest = folder / "manifest.json"
+    return manifest.exists() and ModelManifest.model_validate_json(manifest.read_text()).imported
+
+
+def build_imported(name: str, key: str, build_fn, models_dir: Path, log=print,
+                   accept=lambda manifest: None) -> ModelManifest:
+    """An imported browser model, built like the built-in ones (content key → cache folder →
+    shards) and linked into ``models_dir`` once ``accept`` (which raises to refuse) passes."""
+    manifest, cached = _build_cached(name, lambda: key, build_fn, False, log)
+    accept(manifest)
+    link_tree(cached, models_dir / manifest.model_id)
+    return manifest
+
+
+def choose_lm(manifests: list[ModelManifest], wanted: str = "") -> ModelManifest | None:
+    """The language model a deployment runs: ``wanted`` (EDGE_TRIAGE_BROWSER_LM) is a model id
+    or name; empty means the built-in one. Both runtimes choose through here."""
+    lms = [m for m in manifests if m.task == "text-generation"]
+    if not wanted:
+        return next((m for m in lms if not m.imported), lms[0] if lms else None)
+    for m in lms:
+        if wanted in (m.model_id, m.name):
+            return m
+    raise LookupError(f"EDGE_TRIAGE_BROWSER_LM={wanted!r}: no such language model under the "
+                      f"build (have: {', '.join(m.model_id for m in lms) or 'none'}); import it "
+                      "with `edge-triage models import SOURCE --for browser`")
 
 
 def _build_cached(name, key_fn, build_fn, force: bool, log) -> tuple[ModelManifest, Path]:
@@ -47,7 +77,11 @@ def _build_cached(name, key_fn, build_fn, force: bool, log) -> tuple[ModelManife
         started = time.monotonic()
         tmp = cached.with_name(cached.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        manifest = add_shards(tmp, build_fn(tmp, key, log))
+        try:
+            manifest = add_shards(tmp, build_fn(tmp, key, log))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a refused or failed build leaves nothing
+            raise
         (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         shutil.rmtree(cached, ignore_errors=True)
         tmp.rename(cached)

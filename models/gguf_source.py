@@ -44,6 +44,8 @@ class GgufInfo:
     eos_token_id: int | None
     licence: str
     metadata: dict[str, str] = field(default_factory=dict)
+    # tokenizer.ggml.model: "gpt2" (byte-level BPE: SmolLM2, Qwen2) or "llama" (sentencepiece).
+    tokenizer_model: str = ""
 
 
 def _field(reader, key: str, default=None):
@@ -100,6 +102,7 @@ def inspect_gguf(path: Path) -> GgufInfo:
         chat_template=template,
         eos_token_id=_field(reader, "tokenizer.ggml.eos_token_id"),
         licence=str(_field(reader, "general.license", "") or ""),
+        tokenizer_model=str(_field(reader, "tokenizer.ggml.model", "") or ""),
     )
 
 

@@ -236,19 +236,87 @@ def _build(info: GgufInfo, digest: str, key: str, model_id: str, out: Path, budg
     return manifest
 
 
-def import_model(source: Path, build_dir: Path, budget_bytes: int = DEFAULT_SERVER_BUDGET,
-                 log=print) -> ModelManifest:
-    """Dispatch on what ``source`` is; only GGUF files are importable today."""
+def import_model(source: Path, build_dir: Path, budget_bytes: int | None = None,
+                 log=print, target: str = "auto") -> ModelManifest:
+    """Dispatch on what ``source`` is and where it should run: ``server`` (llama.cpp, GGUF only),
+    ``browser`` (ONNX for the page and CPython), or ``auto``: a GGUF for the server, a Hugging Face
+    folder or ONNX export for the browser."""
     source = Path(source)
-    if source.is_file() and (source.suffix.lower() == ".gguf" or _magic(source) == b"GGUF"):
-        return import_gguf(source, build_dir, budget_bytes, log=log)
-    if source.is_dir():
-        raise ModelImportError(f"{source}: importing a Hugging Face folder or an ONNX export is "
-                               "not implemented yet; convert it to GGUF (llama.cpp's "
-                               "convert_hf_to_gguf.py) and import that")
     if not source.exists():
         raise ModelImportError(f"{source}: no such file or folder")
+    is_gguf = source.is_file() and (source.suffix.lower() == ".gguf" or _magic(source) == b"GGUF")
+    if target == "auto":
+        target = "server" if is_gguf or source.is_file() else "browser"
+    if target == "browser":
+        return import_browser_lm(source, build_dir, budget_bytes or DEFAULT_BROWSER_BUDGET, log)
+    if is_gguf:
+        return import_gguf(source, build_dir, budget_bytes or DEFAULT_SERVER_BUDGET, log=log)
+    if source.is_dir():
+        raise ModelImportError(f"{source}: the server runs GGUF files (llama.cpp); a Hugging "
+                               "Face folder or ONNX export is imported for the browser "
+                               "(--for browser)")
     raise ModelImportError(f"{source}: not a GGUF file (a .gguf file is expected)")
+
+
+#: The page's default budget (server.settings.Settings.memory_budget_bytes is the deployment's).
+DEFAULT_BROWSER_BUDGET = 3_000_000_000
+
+
+def import_browser_lm(path: Path, build_dir: Path, budget_bytes: int = DEFAULT_BROWSER_BUDGET,
+                      log=print) -> ModelManifest:
+    """A GGUF, Hugging Face folder or ONNX export → the browser's layout, through the built-in
+    model's pipeline (``llm.build_llm``), with its peak memory measured in onnxruntime-web."""
+    from . import llm
+    from .build import build_imported
+    from .lmsource import inspect_source
+
+    log(f"inspecting {path}")
+    source = inspect_source(path)
+    key = llm.build_key(source)
+
+    def build(out: Path, key: str, log) -> ModelManifest:
+        manifest = llm.build_llm(out, key, log, source, imported=True)
+        measured = measure_browser_memory(out / llm.VARIANTS["q8"], out / "config.json", log)
+        manifest = manifest.model_copy(update={
+            "estimated_memory_bytes": measured,
+            "checks": manifest.checks | {"measured_memory_bytes_q8": float(measured)}})
+        (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        if measured > budget_bytes:
+            raise ModelImportError(f"{path}: measured {measured:,} bytes in onnxruntime-web "
+                                   f"({measured / 2**20:.0f} MiB), over the browser budget of "
+                                   f"{budget_bytes:,} (EDGE_TRIAGE_MEMORY_BUDGET_BYTES or "
+                                   "--memory-budget); nothing imported")
+        return manifest
+
+    def accept(manifest: ModelManifest) -> None:  # a cached build, measured with another budget
+        if manifest.estimated_memory_bytes > budget_bytes:
+            raise ModelImportError(f"{manifest.model_id} measured "
+                                   f"{manifest.estimated_memory_bytes:,} bytes in onnxruntime-web, "
+                                   f"over the budget of {budget_bytes:,}; nothing imported")
+
+    return build_imported(f"{llm.slug(source.name)}-import", key, build,
+                          Path(build_dir) / "models", log, accept)
+
+
+def measure_browser_memory(model: Path, config: Path, log=print) -> int:
+    """Peak memory of loading ``model`` and running one forward pass in onnxruntime-web (the
+    page's engine, under Node: models/measure_memory.mjs), less what the process held before."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run(["node", str(root / "models" / "measure_memory.mjs"), str(model),
+                               str(config)], capture_output=True, text=True, cwd=root,
+                              timeout=900)
+    except FileNotFoundError as e:
+        raise ModelImportError("Node.js is needed to measure the model's memory in "
+                               "onnxruntime-web (`make setup` installs its npm packages)") from e
+    if done.returncode != 0:
+        raise ModelImportError(f"onnxruntime-web could not run the model: "
+                               f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    measured = int(json.loads(done.stdout.strip().splitlines()[-1])["measured"])
+    log(f"      measured {measured / 2**20:.0f} MiB in onnxruntime-web (Node, 1 thread)")
+    return measured
 
 
 def _magic(path: Path) -> bytes:

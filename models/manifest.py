@@ -44,6 +44,9 @@ class ModelManifest(BaseModel):
     runtime: Literal["onnxruntime", "llama.cpp"] = "onnxruntime"
     # Where the model came from: package, version, sha256, licence (models/importer.py).
     provenance: dict[str, str] = Field(default_factory=dict)
+    # Imported by ``edge-triage models import`` (kept by ``build_all``, which removes stale
+    # built-in models); a deployment picks one with EDGE_TRIAGE_BROWSER_LM.
+    imported: bool = False
 
     @property
     def total_bytes(self) -> int:

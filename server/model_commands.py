@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 
-def _budget(args) -> int:
-    from models.importer import DEFAULT_SERVER_BUDGET
+def _budget(args, browser: bool = False) -> int:
+    from models.importer import DEFAULT_BROWSER_BUDGET, DEFAULT_SERVER_BUDGET
 
     if args.memory_budget is not None:
         return args.memory_budget
+    if browser:
+        raw = os.environ.get("EDGE_TRIAGE_MEMORY_BUDGET_BYTES")
+        return int(raw) if raw else DEFAULT_BROWSER_BUDGET
     raw = os.environ.get("EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES")
     return int(raw) if raw else DEFAULT_SERVER_BUDGET
 
@@ -23,14 +26,22 @@ def cmd_models_import(args) -> int:
     from models.gguf_source import ModelImportError
     from models.importer import import_model
 
+    source = Path(args.source)
+    target = args.target
+    if target == "auto":
+        target = "browser" if source.is_dir() else "server"
     try:
-        m = import_model(Path(args.source), Path(args.build_dir), _budget(args))
-    except (ModelImportError, ImportError) as e:
+        m = import_model(source, Path(args.build_dir), _budget(args, target == "browser"),
+                         target=target)
+    except (ModelImportError, ImportError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{m.model_id}: {m.runtime}, {m.dtype}, {m.total_bytes / 2**20:.0f} MiB, measured "
           f"{m.estimated_memory_bytes / 2**20:.0f} MiB at run time, checks {m.checks}")
-    print(f"use it for escalations: EDGE_TRIAGE_ESCALATION_MODEL={m.model_id}")
+    if target == "browser":
+        print(f"use it in the page and CPython: EDGE_TRIAGE_BROWSER_LM={m.model_id}")
+    else:
+        print(f"use it for escalations: EDGE_TRIAGE_ESCALATION_MODEL={m.model_id}")
     return 0
 
 
@@ -103,9 +114,16 @@ def add_import_commands(models, sub) -> None:
     """Register under ``models`` (the ``models`` subparsers) and ``sub`` (top level)."""
     budget_help = ("refuse a model whose measured memory exceeds BYTES (default "
                    "$EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES or 4e9)")
-    mi = models.add_parser("import", help="import a GGUF file as a server model (llama.cpp): "
-                           "tokenizer, checks, measured memory, manifest with provenance")
-    mi.add_argument("source", help="a .gguf file")
+    mi = models.add_parser("import", help="import a model of your own: a GGUF as a server model "
+                           "(llama.cpp), or a GGUF / Hugging Face folder / ONNX export as the "
+                           "browser's language model; checks, measured memory, manifest")
+    mi.add_argument("source", help="a .gguf file, a Hugging Face model folder (config.json, "
+                    "*.safetensors, tokenizer.json) or an ONNX export folder (model.onnx, "
+                    "config.json, tokenizer.json)")
+    mi.add_argument("--for", dest="target", choices=("auto", "browser", "server"),
+                    default="auto", help="where it runs: server (llama.cpp, GGUF only) or "
+                    "browser (ONNX, page and CPython); auto: a file for the server, a folder "
+                    "for the browser")
     mi.add_argument("--memory-budget", type=int, default=None, metavar="BYTES", help=budget_help)
     mi.set_defaults(func=cmd_models_import)
 

@@ -31,6 +31,9 @@ class Settings:
     # Encoder file the page and CPython run: "q8" (float arithmetic, browser = CPython) or
     # "uint8" (integer kernels, faster, confidences differ by up to ~0.05; models/encoder.py).
     encoder_dtype: str = "q8"
+    # The language model the page and CPython run (models.build.choose_lm): a model id or name
+    # under <build_dir>/models, e.g. one brought with `edge-triage models import`; "" = built-in.
+    browser_lm: str = ""
     # Escalations (server/escalations.py). No token: one is generated at first start and kept in
     # <build_dir>/escalation-token, so every process on this machine shares it.
     escalation_token: str | None = None
@@ -120,6 +123,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "build_dir": Path,
     "memory_budget_bytes": int,
     "encoder_dtype": str,
+    "browser_lm": str,
     "escalation_token": lambda raw: raw or None,
     "queue": str,
     "sqlite_path": _optional_path,

@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from models.build import load_manifests
+from models.build import choose_lm, load_manifests
 from pyapp import __version__
 from pyapp.tasks import LinearHeadTask, create_task
 
@@ -29,7 +29,7 @@ def available_tasks(settings: Settings) -> list[str]:
     be absent), extraction tasks need the built language model."""
     index = settings.tasks_dir / "index.json"
     artifacts = json.loads(index.read_text()) if index.exists() else {}
-    has_lm = any(m.task == "text-generation" for m in load_manifests(settings.models_dir))
+    has_lm = choose_lm(load_manifests(settings.models_dir), settings.browser_lm) is not None
     names = []
     for name in dict.fromkeys([*settings.tasks, *settings.lm_tasks]):
         task = create_task(name)
@@ -72,7 +72,7 @@ class Site:
 
     def page_config(self, escalation: dict | None = None) -> dict[str, Any]:
         encoder = next((m for m in self.models if m.task == "embedding"), None)
-        lm = next((m for m in self.models if m.task == "text-generation"), None)
+        lm = choose_lm(self.models, self.settings.browser_lm)
         return {
             "version": __version__,
             "siteVersion": self.version,
@@ -118,8 +118,11 @@ class Site:
                                         "estimated_memory_bytes"})
         sizes = {f.path: f.size for f in lm.files}
         order = [lm.dtype, *(d for d in lm.variants if d != lm.dtype)]
+        shape = self.settings.models_dir / lm.model_id / "config.json"
+        shape = json.loads(shape.read_text()) if shape.exists() else None
         config["variants"] = [
-            {"dtype": d, "estimated_memory_bytes": estimate_memory(sizes[lm.variants[d]], d, context)}
+            {"dtype": d, "estimated_memory_bytes": estimate_memory(sizes[lm.variants[d]], d, context,
+                                                                   config=shape)}
             for d in order if lm.variants.get(d) in sizes
         ]
         return config

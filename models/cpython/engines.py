@@ -59,15 +59,23 @@ def open_encoder(build_dir: Path, dtype: str | None = None):
     return OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id, dtype=dtype)
 
 
-def open_generator(build_dir: Path, dtype: str | None = None, threads: int | None = None):
-    """The built language model under onnxruntime (``models.cpython.lm``)."""
-    from models.build import load_manifests
+def open_generator(build_dir: Path, dtype: str | None = None, threads: int | None = None,
+                   model: str | None = None):
+    """The deployment's language model under onnxruntime (``models.cpython.lm``): ``model`` or
+    EDGE_TRIAGE_BROWSER_LM (a model id or name), else the built-in one, as the page chooses."""
+    import os
+
+    from models.build import choose_lm, load_manifests
     from .lm import OnnxTextGenerator
 
-    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
-    if not manifests:
+    wanted = os.environ.get("EDGE_TRIAGE_BROWSER_LM", "") if model is None else model
+    try:
+        lm = choose_lm(load_manifests(build_dir / "models"), wanted)
+    except LookupError as e:
+        raise SystemExit(str(e)) from e
+    if lm is None:
         raise SystemExit(f"no language model in {build_dir / 'models'}: run `make` first")
-    return OnnxTextGenerator.from_dir(build_dir / "models" / manifests[0].model_id, dtype, threads)
+    return OnnxTextGenerator.from_dir(build_dir / "models" / lm.model_id, dtype, threads)
 
 
 def load_artifacts(build_dir: Path) -> dict[str, dict]:

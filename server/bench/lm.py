@@ -40,12 +40,12 @@ def _median(values: list[float]) -> float | None:
 
 def native(build_dir: Path, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
     """Native onnxruntime (CPython): lm-bench's decode speeds, and extraction per record."""
-    from models.build import load_manifests
+    from models.build import choose_lm, load_manifests
     from models.cpython.lm import OnnxTextGenerator
     from pyapp.engine import Engine
     from models.lm_benchmark import run_benchmark
 
-    manifest = next(m for m in load_manifests(build_dir / "models") if m.task == "text-generation")
+    manifest = choose_lm(load_manifests(build_dir / "models"))
     generator = OnnxTextGenerator.from_dir(build_dir / "models" / manifest.model_id)
     decode = run_benchmark(generator, tokens=tokens, repeats=repeats)
     engine = Engine(generator)

@@ -99,8 +99,10 @@ def test_a_model_larger_than_the_budget_is_refused_before_loading(tmp_path):
 def test_a_folder_or_missing_source_gets_a_clear_error(tmp_path):
     with pytest.raises(ModelImportError, match="no such file"):
         import_model(tmp_path / "nope.gguf", tmp_path / "build")
-    with pytest.raises(ModelImportError, match="not implemented yet"):
+    with pytest.raises(ModelImportError, match="no config.json"):
         import_model(tmp_path, tmp_path / "build")
+    with pytest.raises(ModelImportError, match="imported for the browser"):
+        import_model(tmp_path, tmp_path / "build", target="server")
 
 
 def test_joined_parts_that_do_not_match_the_pin_are_deleted(tmp_path):

@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow
 
 @cache
 def _model_dir(build_dir: Path) -> Path:
-    from models.build import load_manifests
+    from models.build import choose_lm, load_manifests
 
-    found = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
-    if not found:
+    found = choose_lm(load_manifests(build_dir / "models"))
+    if found is None:
         pytest.fail("no language model in build/models: run `make build`")
-    return build_dir / "models" / found[0].model_id
+    return build_dir / "models" / found.model_id
 
 
 @pytest.fixture(scope="module")

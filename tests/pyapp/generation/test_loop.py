@@ -101,9 +101,9 @@ def test_kernel_without_mask_is_argmax_with_softmax_probability():
 def test_prompt_renders_like_the_models_chat_template(build_dir):
     import jinja2
 
-    from models.build import load_manifests
+    from models.build import choose_lm, load_manifests
 
-    (m,) = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
+    m = choose_lm(load_manifests(build_dir / "models"))
     config = json.loads((build_dir / "models" / m.model_id / "tokenizer_config.json").read_text())
     template = jinja2.Environment().from_string(config["chat_template"])
     p = Prompt(user="Fan 2 stalled.\nWhat now?", system="Reply in JSON.")

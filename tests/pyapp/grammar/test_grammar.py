@@ -11,9 +11,9 @@ from pyapp.grammar import UnsupportedSchemaError, check_schema
 
 
 def _llm_dir(build_dir: Path) -> Path:
-    from models.build import load_manifests
+    from models.build import choose_lm, load_manifests
 
-    (m,) = [m for m in load_manifests(build_dir / "models") if m.task == "text-generation"]
+    m = choose_lm(load_manifests(build_dir / "models"))
     return build_dir / "models" / m.model_id
 
 
