@@ -53,7 +53,11 @@ class Site:
         if not index.exists():
             raise FileNotFoundError(f"{index} is missing: run `make` (or `edge-triage build`) first")
         self.runtime = json.loads(index.read_text())
-        self.models = load_manifests(settings.models_dir)
+        # The models this deployment runs: the encoder and the chosen language model (other
+        # imported ones stay in the build, unserved, unlisted, not exported).
+        built = load_manifests(settings.models_dir)
+        lm = choose_lm(built, settings.browser_lm)
+        self.models = [m for m in built if m.task == "embedding"][:1] + ([lm] if lm else [])
         artifacts = settings.tasks_dir / "index.json"
         files = json.loads(artifacts.read_text()) if artifacts.exists() else {}
         self.tasks = available_tasks(settings)
