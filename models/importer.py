@@ -22,6 +22,7 @@ build.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -263,7 +264,7 @@ DEFAULT_BROWSER_BUDGET = 3_000_000_000
 
 
 def import_browser_lm(path: Path, build_dir: Path, budget_bytes: int = DEFAULT_BROWSER_BUDGET,
-                      log=print) -> ModelManifest:
+                      log=print, provenance: dict[str, str] | None = None) -> ModelManifest:
     """A GGUF, Hugging Face folder or ONNX export → the browser's layout, through the built-in
     model's pipeline (``llm.build_llm``), with its peak memory measured in onnxruntime-web."""
     from . import llm
@@ -272,6 +273,8 @@ def import_browser_lm(path: Path, build_dir: Path, budget_bytes: int = DEFAULT_B
 
     log(f"inspecting {path}")
     source = inspect_source(path)
+    if provenance:  # a pinned download (models fetch): who published it, the pinned hash
+        source = dataclasses.replace(source, provenance=source.provenance | provenance)
     key = llm.build_key(source)
 
     def build(out: Path, key: str, log) -> ModelManifest:

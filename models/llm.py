@@ -32,16 +32,15 @@ import numpy as np
 from models.manifest import ModelManifest
 
 from .cache import content_key, list_files
-from .lmsource import LmSource, builtin_source, prepare_float
+from .lmexport import (CHECK_PROMPTS, CHECK_TOKENS, MAX_TOKENS, chat_prompt, export_fp32,  # noqa: F401
+                       finish_tokenizer_config, fix_tokenizer, prepare_float, reference_greedy)
+from .lmsource import LmSource, builtin_source
 from .weightquant import quantize_weights_int8
 
 NAME = "SmolLM2-135M-Instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the steps below change what they produce: it is part of the cache key.
 PIPELINE_VERSION = "llm-3"
-# Context window we run the model with (prompt + generated). SmolLM2 was trained to 8192, but
-# the KV cache grows with it and the browser's memory is the limit; 2048 holds a triage input.
-MAX_TOKENS = 2048
 # transformers.js dtype → file; the first is the default (see README "Extraction" for why).
 VARIANTS = {"q8": "onnx/model_quantized.onnx", "q4": "onnx/model_q4.onnx"}
 Q4_BLOCK = 32
@@ -50,16 +49,9 @@ Q8_HEAP_FACTOR = 12.0
 Q4_HEAP_FACTOR = 5.0
 # ggml's Q4_1 / Q8_0 block length.
 GGUF_BLOCK = 32
-CHECK_TOKENS = 16
 # Of CHECK_TOKENS teacher-forced positions, how many a re-quantised (not GGUF-code) 8-bit
 # model's top-1 must equal the source's token on, on every check prompt.
 REQUANTISED_MIN_AGREEMENT = 15
-CHECK_PROMPTS = [
-    "Error: Fan speed threshold exceeded on Node 4B.",
-    "What is the capital of France?",
-    "Write a haiku about disks filling up.",
-    "List three colours.",
-]
 
 Log = Callable[[str], None]
 
@@ -86,68 +78,9 @@ def build_key(source: LmSource | None = None) -> str:
     return content_key([*parts, source.kind, source.digest()])
 
 
-def chat_prompt(user: str, system: str | None = None) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system}] if system else []
-    return messages + [{"role": "user", "content": user}]
 
 
-def fix_tokenizer(hf_dir: Path) -> None:
-    """Make the GGUF-derived tokenizer behave like the original SmolLM2 one.
 
-    transformers' GGUF conversion adds ``<|im_start|>`` as a BOS token to every encoding (the
-    chat template already starts with it, so prompts would begin with it twice) and gives the
-    byte-level BPE a sentencepiece-style decoder chain. The original has neither; transformers.js,
-    tokenizers and xgrammar all read this file, so it is corrected once here.
-    """
-    path = hf_dir / "tokenizer.json"
-    tok = json.loads(path.read_text())
-    tok["post_processor"] = None
-    tok["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
-                      "use_regex": True}
-    tok["padding"] = None
-    tok["truncation"] = None
-    path.write_text(json.dumps(tok, ensure_ascii=False))
-    finish_tokenizer_config(hf_dir, add_bos_token=False)
-
-
-def finish_tokenizer_config(hf_dir: Path, **overrides) -> None:
-    """tokenizer_config.json as transformers.js reads it: our context window, and the chat
-    template inside it (transformers.js does not read chat_template.jinja)."""
-    cfg_path = hf_dir / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg.update(overrides)
-    cfg["model_max_length"] = MAX_TOKENS
-    cfg.pop("tokenizer_file", None)
-    # transformers.js reads the template from tokenizer_config.json, not chat_template.jinja.
-    template = hf_dir / "chat_template.jinja"
-    if template.exists():
-        cfg["chat_template"] = template.read_text()
-    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
-
-
-def reference_greedy(model, tokenizer, prompts: list[str], n: int) -> list[dict]:
-    """Greedy continuations of the source model: prompt ids and the first ``n`` new tokens."""
-    import torch
-
-    out = []
-    for prompt in prompts:
-        text = tokenizer.apply_chat_template(chat_prompt(prompt), tokenize=False,
-                                             add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            gen = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False,
-                                 attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 eos_token_id=None, pad_token_id=2)
-        out.append({"prompt": prompt, "input_ids": ids, "tokens": gen[0, len(ids):].tolist()})
-    return out
-
-
-def export_fp32(hf_dir: Path, out: Path) -> Path:
-    from optimum.exporters.onnx import main_export
-
-    main_export(str(hf_dir), output=str(out), task="text-generation-with-past", opset=18,
-                do_validation=False, library_name="transformers")
-    return out / "model.onnx"
 
 
 def gguf_blocks(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:

