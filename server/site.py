@@ -20,8 +20,9 @@ from pyapp.tasks import LinearHeadTask, create_task
 from .settings import Settings
 
 # web/ files the page and worker load (the app shell).
-SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "pick.js", "outbox.js", "modelstore.js",
-         "style.css", "icon.svg", "icons/icon-192.png", "icons/icon-512.png")
+SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "lmweights.js", "pick.js",
+         "outbox.js", "modelstore.js", "style.css", "icon.svg", "icons/icon-192.png",
+         "icons/icon-512.png")
 
 
 def available_tasks(settings: Settings) -> list[str]:
@@ -107,7 +108,7 @@ class Site:
     def _lm_config(self, lm) -> dict[str, Any]:
         """The language model and its variants in order of preference, each with its memory
         estimate, so the page can take the first that fits the budget (or refuse)."""
-        from models.llm import estimate_memory
+        from models.llm import estimate_memory, variant_bytes
         from pyapp.tasks.extraction import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
 
         # The page's extraction never holds more context than input + answer + the prompt's
@@ -119,7 +120,8 @@ class Site:
         sizes = {f.path: f.size for f in lm.files}
         order = [lm.dtype, *(d for d in lm.variants if d != lm.dtype)]
         config["variants"] = [
-            {"dtype": d, "estimated_memory_bytes": estimate_memory(sizes[lm.variants[d]], d, context)}
+            {"dtype": d, "estimated_memory_bytes":
+                estimate_memory(variant_bytes(sizes, lm.variants[d]), d, context)}
             for d in order if lm.variants.get(d) in sizes
         ]
         return config
