@@ -302,8 +302,9 @@ def import_browser_lm(path: Path, build_dir: Path, budget_bytes: int = DEFAULT_B
 
 
 def measure_browser_memory(model: Path, config: Path, log=print) -> int:
-    """Peak memory of loading ``model`` and running one forward pass in onnxruntime-web (the
-    page's engine, under Node: models/measure_memory.mjs), less what the process held before."""
+    """onnxruntime-web's Wasm heap after loading ``model`` as the page does and running one
+    forward pass (the page's engine, under Node: models/measure_memory.mjs). The heap never
+    shrinks, so this is what the page keeps paying for."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -318,7 +319,7 @@ def measure_browser_memory(model: Path, config: Path, log=print) -> int:
         raise ModelImportError(f"onnxruntime-web could not run the model: "
                                f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
     measured = int(json.loads(done.stdout.strip().splitlines()[-1])["measured"])
-    log(f"      measured {measured / 2**20:.0f} MiB in onnxruntime-web (Node, 1 thread)")
+    log(f"      measured {measured / 2**20:.0f} MiB of Wasm heap in onnxruntime-web (Node, 1 thread)")
     return measured
 
 

@@ -6,9 +6,11 @@ de-quantises it to float32), exported by optimum as ``text-generation-with-past`
 ``logits``, ``present.N.key/value``: the layout transformers.js loads for causal LMs), then
 quantised twice under the file names transformers.js maps dtypes to:
 
-* ``onnx/model_quantized.onnx`` (dtype ``q8``): weight-only int8 with a per-channel scale
-  (models/weightquant.py): float arithmetic at run time, so onnxruntime-web and native
-  onnxruntime compute the same logits and greedy decoding picks the same tokens.
+* ``onnx/model_quantized.onnx`` (dtype ``q8``): the float graph, its weights the GGUF's own
+  codes (``.codes`` + ``.fold.json`` beside it, models/ggufcodes.py) folded into float external
+  data by whichever runtime loads it: float arithmetic, so onnxruntime-web and native onnxruntime
+  compute the same logits and greedy decoding picks the same tokens, and onnxruntime-web's heap
+  holds the float weights once (README "Memory (measured)").
 * ``onnx/model_q4.onnx`` (dtype ``q4``): ``MatMulNBits`` (4-bit, block 32, symmetric) for every
   MatMul including the tied lm_head, and the int8 Gather of weightquant for the embedding table.
 
@@ -40,12 +42,12 @@ from .weightquant import quantize_weights_int8
 NAME = "SmolLM2-135M-Instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the steps below change what they produce: it is part of the cache key.
-PIPELINE_VERSION = "llm-3"
+PIPELINE_VERSION = "llm-5"
 # transformers.js dtype → file; the first is the default (see README "Extraction" for why).
 VARIANTS = {"q8": "onnx/model_quantized.onnx", "q4": "onnx/model_q4.onnx"}
 Q4_BLOCK = 32
-# Measured Wasm heap after load ÷ file size (estimate_memory).
-Q8_HEAP_FACTOR = 12.0
+# Measured Wasm heap after load ÷ download size (estimate_memory).
+Q8_HEAP_FACTOR = 6.0
 Q4_HEAP_FACTOR = 5.0
 # ggml's Q4_1 / Q8_0 block length.
 GGUF_BLOCK = 32
@@ -186,19 +188,23 @@ def q8_0_blocks(fp32: Path) -> dict[str, tuple[np.ndarray, np.ndarray, None]]:
 
 def quantize_gguf_exact(fp32: Path, gguf: Path | None, dst: Path, log: Log = print,
                         blocks: dict | None = None) -> dict[str, int]:
-    """The 8-bit variant: the GGUF's own 4-bit/8-bit codes stored as int8, with its block scales
-    (and Q4_1 minimums), turned back into float by plain ONNX ops.
+    """The 8-bit variant: the float graph ``dst`` whose weights are external data folded from the
+    GGUF's own 4-bit/8-bit codes at load (models/ggufcodes.py: ``dst``'s ``.codes`` and
+    ``.fold.json``), never by onnxruntime.
 
     Each float weight of the export that equals a GGUF tensor (up to the row order transformers
-    applies to q/k projections) becomes ``int8 codes → Cast → × d (+ m) → Reshape``, producing the
-    original initializer name, so the rest of the graph is untouched and the tied lm_head still
-    reads the embedding table. All inputs are constants: onnxruntime (native and Wasm) folds the
-    chain at load, and the weights the model then multiplies with are bit-identical to the source
-    model's, so greedy decoding matches transformers exactly. Re-quantising the already 4-bit
-    weights to int8 per channel instead changed greedy tokens after 2 of 16 on one check prompt.
+    applies to q/k projections) is stored as that tensor's codes, scales (and Q4_1 minimums) and
+    listed in the plan under its own name, so the graph is the export's, and the weights the model
+    multiplies with are bit-identical to the source model's: greedy decoding matches transformers
+    exactly. The embedding table is gathered as int8 rows and scaled per call (the same float32
+    products; no float copy of the 28M-entry table in memory); the tied lm_head reads its own
+    float weight, folded from the same codes transposed. Re-quantising the already 4-bit weights
+    to int8 per channel instead changed greedy tokens after 2 of 16 on one check prompt.
     """
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
+
+    from .ggufcodes import CodesWriter, codes_path
 
     # Index every GGUF row by its float bytes to find each export weight and its row order.
     blocks = gguf_blocks(gguf) if blocks is None else blocks
@@ -209,8 +215,9 @@ def quantize_gguf_exact(fp32: Path, gguf: Path | None, dst: Path, log: Log = pri
             rows_of[w[i].tobytes()] = (name, i)
     model = onnx.load(str(fp32))
     graph = model.graph
-    counts = {"exact": 0, "float": 0}
-    new_nodes = []
+    writer = CodesWriter()
+    weights: list[dict] = []
+    left_float = 0
     for init in list(graph.initializer):
         if init.data_type != onnx.TensorProto.FLOAT or len(init.dims) != 2:
             continue
@@ -225,59 +232,99 @@ def quantize_gguf_exact(fp32: Path, gguf: Path | None, dst: Path, log: Log = pri
             if all(hits) and len({h[0] for h in hits}) == 1:
                 break
         else:
-            counts["float"] += 1
+            left_float += 1
             continue
         q, d, m = blocks[hits[0][0]]
         perm = np.array([h[1] for h in hits])
-        q, d, m = q[perm], d[perm], (m[perm] if m is not None else None)
-        n = init.name
-        graph.initializer.remove(init)
-        # Codes, scales and minimums laid out at build time so that onnxruntime folds each weight
-        # in as few float steps as possible: it keeps every intermediate of the fold until the
-        # pass ends, and the Wasm heap never shrinks, so each step is another float copy of the
-        # model in the browser's memory (6 steps: 4.1 GB; this: see README "Memory").
-        # Q8_0: one blocked DequantizeLinear (opset 21) in the final layout. Q4_1: a blocked
-        # DequantizeLinear on a [.., blocks, 32, ..] layout, + m, Reshape. DequantizeLinear
-        # computes float(q) * d, the same float32 product as the GGUF reference.
-        rows, blocks_per_row = q.shape[0], d.shape[1]
+        q, d, m = q[perm], d[perm, :, 0], (m[perm, :, 0] if m is not None else None)
+        rows, cols = q.shape
         if m is None:
-            if transposed:  # MatMul weight [in, out]: blocks along `in`
-                q, d, axis = q.T, d[..., 0].T, 0
-            else:  # Gather table [rows, cols]: blocks along `cols`
-                d, axis = d[..., 0], 1
-        elif transposed:
-            q, d = q.reshape(rows, blocks_per_row, -1).transpose(1, 2, 0), d.transpose(1, 2, 0)
-            m, axis = m.transpose(1, 2, 0), 1
+            writer.add(init.name, "q8_0", q, d, None, rows, cols)
         else:
-            q, axis = q.reshape(rows, blocks_per_row, -1), 2
-        consts = [numpy_helper.from_array(np.ascontiguousarray(q), f"{n}_codes"),
-                  numpy_helper.from_array(np.ascontiguousarray(d), f"{n}_d")]
-        last = n if m is None else f"{n}_bd"
-        nodes = [helper.make_node("DequantizeLinear", [f"{n}_codes", f"{n}_d"], [last],
-                                  axis=axis, block_size=GGUF_BLOCK)]
-        if m is not None:
-            consts += [numpy_helper.from_array(np.ascontiguousarray(m), f"{n}_m"),
-                       numpy_helper.from_array(np.array(w.shape, np.int64), f"{n}_shape")]
-            nodes += [helper.make_node("Add", [last, f"{n}_m"], [f"{n}_bdm"]),
-                      helper.make_node("Reshape", [f"{n}_bdm", f"{n}_shape"], [n])]
-        graph.initializer.extend(consts)
-        new_nodes.extend(nodes)
-        counts["exact"] += 1
-    # Blocked DequantizeLinear is opset 21 (the export's other ops mean the same there).
-    for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx"):
-            opset.version = max(opset.version, 21)
-    model.ir_version = max(model.ir_version, 10)
-    # Dequantisers read only initializers: putting them first keeps the graph sorted.
-    old = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(new_nodes + old)
-    onnx.checker.check_model(model)
+            # gguf_blocks unpacked ggml's nibbles (low halves, then high halves of each block's
+            # 16 bytes); packed back as ggml stores them: half the download of int8 codes.
+            qb = q.reshape(rows, -1, GGUF_BLOCK).astype(np.uint8)
+            writer.add(init.name, "q4_1", qb[..., :16] | (qb[..., 16:] << 4), d, m, rows, cols)
+        weights.append({"name": init.name, "source": init.name, "transpose": transposed})
+        graph.initializer.remove(init)
+    data_name = dst.name + "_data"
+    tables = [w for w in weights if not w["transpose"]]
+    weights = [w for w in weights if w["transpose"]]
+    gathers = []
+    for table in tables:
+        for node in [n for n in graph.node if table["name"] in n.input]:
+            if node.op_type == "Transpose" and _perm(node) in (None, [1, 0]):
+                # The tied lm_head: its own float weight, folded from the table's codes.
+                weights.append({"name": node.output[0], "source": table["name"], "transpose": True})
+                graph.node.remove(node)
+            elif node.op_type == "Gather" and list(node.input).index(table["name"]) == 0:
+                gathers.append((node, table["name"]))
+            else:
+                raise RuntimeError(f"{table['name']} is read by {node.op_type} {node.name}")
     dst.parent.mkdir(parents=True, exist_ok=True)
+    plan = writer.write(dst, weights, data_name)
+    tensors = plan["tensors"]
+    for w in plan["weights"]:
+        t = tensors[w["source"]]
+        dims = [t["cols"], t["rows"]] if w["transpose"] else [t["rows"], t["cols"]]
+        graph.initializer.append(_external(w["name"], onnx.TensorProto.FLOAT, dims, w["offset"],
+                                           4 * t["rows"] * t["cols"], data_name))
+    for node, name in gathers:
+        _gather_codes(graph, node, name, tensors[name], data_name)
+    # No onnx.checker here: it wants the external data on disk, which exists only in memory; the
+    # build's greedy check loads the graph in onnxruntime.
     onnx.save(model, str(dst))
-    log(f"      8-bit: {counts['exact']} weights stored as their GGUF codes, "
-        f"{counts['float']} large float weights left as they are")
+    counts = {"exact": len(plan["tensors"]), "float": left_float, "gathered": len(gathers)}
+    log(f"      8-bit: {counts['exact']} weights stored as their GGUF codes "
+        f"({codes_path(dst).stat().st_size / 2**20:.0f} MiB), {len(gathers)} gathered as codes, "
+        f"{left_float} large float weights left as they are")
     return counts
+
+
+def _perm(node) -> list[int] | None:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+def _external(name: str, dtype: int, dims: list[int], offset: int, length: int, location: str):
+    import onnx
+
+    tensor = onnx.TensorProto(name=name, data_type=dtype, dims=dims)
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def _gather_codes(graph, node, name: str, t: dict, location: str) -> None:
+    """Replace ``Gather(table, ids)`` by gathering the table's int8 codes and block scales and
+    scaling the gathered rows (``q * d``, float32, as the fold): ids are [batch, positions]."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if t["type"] != "q8_0":
+        raise RuntimeError(f"{name}: only a Q8_0 table is gathered as codes, not {t['type']}")
+    rows, cols = t["rows"], t["cols"]
+    nb = cols // GGUF_BLOCK
+    out, ids = node.output[0], node.input[1]
+    graph.initializer.extend([
+        _external(f"{name}_codes", onnx.TensorProto.INT8, [rows, cols], t["codes"], rows * cols, location),
+        _external(f"{name}_d", onnx.TensorProto.FLOAT, [rows, nb, 1], t["d"], rows * nb * 4, location),
+        numpy_helper.from_array(np.array([0, 0, nb, GGUF_BLOCK], np.int64), f"{name}_blocks"),
+        numpy_helper.from_array(np.array([0, 0, cols], np.int64), f"{name}_row"),
+    ])
+    new = [
+        helper.make_node("Gather", [f"{name}_codes", ids], [f"{out}_codes"], axis=0),
+        helper.make_node("Gather", [f"{name}_d", ids], [f"{out}_d"], axis=0),
+        helper.make_node("Cast", [f"{out}_codes"], [f"{out}_q"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Reshape", [f"{out}_q", f"{name}_blocks"], [f"{out}_qb"]),
+        helper.make_node("Mul", [f"{out}_qb", f"{out}_d"], [f"{out}_wb"]),
+        helper.make_node("Reshape", [f"{out}_wb", f"{name}_row"], [out]),
+    ]
+    at = list(graph.node).index(node)
+    graph.node.remove(node)
+    for i, n in enumerate(new):
+        graph.node.insert(at + i, n)
 
 
 def fold_constant_transposes(path: Path) -> int:
@@ -347,14 +394,22 @@ def forced_agreement(model_path: Path, input_ids: list[int], tokens: list[int]) 
     return agreed
 
 
+def variant_bytes(sizes: dict[str, int], path: str) -> int:
+    """Download size of the variant whose graph is ``path``: the graph and the files beside it
+    that share its stem (the q8 variant's ``.codes`` and ``.fold.json``)."""
+    stem = path.removesuffix(".onnx") + "."
+    return sum(size for p, size in sizes.items() if p == path or p.startswith(stem))
+
+
 def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS,
                     config: dict | None = None) -> int:
-    """The language model's share of the page's memory, from measurements (README "Memory"):
-    onnxruntime-web's heap after loading q8 is ~12× the file (float weights, the fold's
-    intermediates, prepacked copies; the heap never shrinks), q4 ~5× (MatMulNBits keeps 4-bit
-    weights, dequantising per call); plus the KV cache at ``tokens`` of context (layers × 2 ×
-    KV heads × head size × 4 bytes a token; SmolLM2's 30 × 2 × 3 × 64 when no config is given)
-    and 96 MiB for the runtime."""
+    """The language model's share of the page's memory, from measurements (README "Memory"), for
+    a variant downloading ``model_bytes`` (``variant_bytes``): onnxruntime-web's heap after
+    loading q8 is ~6× its download (float weights as external data, ~4.8× the codes, plus the
+    prepacked copies of the MatMul weights; the heap never shrinks), q4 ~5× (MatMulNBits keeps
+    4-bit weights, dequantising per call); plus the KV cache at ``tokens`` of context (layers ×
+    2 × KV heads × head size × 4 bytes a token; SmolLM2's 30 × 2 × 3 × 64 when no config is
+    given) and 96 MiB for the runtime."""
     layers, kv_heads, head_dim = 30, 3, 64
     if config:
         layers = int(config["num_hidden_layers"])
@@ -432,8 +487,8 @@ def build_llm(out: Path, key: str, log: Log = print, source: LmSource | None = N
         variants=dict(VARIANTS),
         key=key,
         files=files,
-        estimated_memory_bytes=estimate_memory((out / VARIANTS["q8"]).stat().st_size, "q8",
-                                               config=config),
+        estimated_memory_bytes=estimate_memory(
+            variant_bytes({f.path: f.size for f in files}, VARIANTS["q8"]), "q8", config=config),
         max_tokens=MAX_TOKENS,
         source=source.description,
         checks=checks,

@@ -20,8 +20,9 @@ from pyapp.tasks import LinearHeadTask, create_task
 from .settings import Settings
 
 # web/ files the page and worker load (the app shell).
-SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "pick.js", "outbox.js", "modelstore.js",
-         "style.css", "icon.svg", "icons/icon-192.png", "icons/icon-512.png")
+SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "lmweights.js", "pick.js",
+         "outbox.js", "modelstore.js", "style.css", "icon.svg", "icons/icon-192.png",
+         "icons/icon-512.png")
 
 
 def available_tasks(settings: Settings) -> list[str]:
@@ -111,7 +112,7 @@ class Site:
     def _lm_config(self, lm) -> dict[str, Any]:
         """The language model and its variants in order of preference, each with its memory
         estimate, so the page can take the first that fits the budget (or refuse)."""
-        from models.llm import estimate_memory
+        from models.llm import estimate_memory, variant_bytes
         from pyapp.tasks.extraction import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
 
         # The page's extraction never holds more context than input + answer + the prompt's
@@ -125,8 +126,8 @@ class Site:
         shape = self.settings.models_dir / lm.model_id / "config.json"
         shape = json.loads(shape.read_text()) if shape.exists() else None
         config["variants"] = [
-            {"dtype": d, "estimated_memory_bytes": estimate_memory(sizes[lm.variants[d]], d, context,
-                                                                   config=shape)}
+            {"dtype": d, "estimated_memory_bytes":
+                estimate_memory(variant_bytes(sizes, lm.variants[d]), d, context, config=shape)}
             for d in order if lm.variants.get(d) in sizes
         ]
         return config

@@ -72,14 +72,18 @@ export function embed(pipe, texts, options) {
 }
 
 // The language model (web/lm.js): tokenizer, causal LM and its session, and the Tensor class.
-export async function loadCausalLM(transformersEnv, modelId, { dtype, device }) {
+// externalData: [{path, data}] for a graph whose weights are external data (the q8 variant's,
+// built by web/lmweights.js): onnxruntime copies each tensor straight from it into its heap.
+export async function loadCausalLM(transformersEnv, modelId, { dtype, device, externalData }) {
   const transformers = await configureTransformers(transformersEnv);
   const tokenizer = await transformers.AutoTokenizer.from_pretrained(modelId);
-  // disable_quant_qdq: fold the GGUF codes' DequantizeLinear into float weights once at load (as
-  // models/cpython/lm.py does) instead of keeping them for int8 kernels, which would
+  // disable_quant_qdq: fold any DequantizeLinear of constant weights into float weights once at
+  // load (as models/cpython/lm.py does) instead of keeping them for int8 kernels, which would
   // re-quantise activations and round differently from native onnxruntime.
+  const session_options = { extra: { session: { disable_quant_qdq: "1" } } };
+  if (externalData) session_options.externalData = externalData;
   const model = await serialised(() => transformers.AutoModelForCausalLM.from_pretrained(modelId, {
-    dtype, device, session_options: { extra: { session: { disable_quant_qdq: "1" } } },
+    dtype, device, session_options,
   }));
   return { tokenizer, model, session: model.sessions.model, Tensor: transformers.Tensor };
 }

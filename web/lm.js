@@ -10,6 +10,7 @@
 // Loaded lazily, the first time an extraction task runs: classification never pays for it.
 
 import { addVerifiedFiles, forgetVerifiedFiles, loadCausalLM, runSession } from "./inference.js";
+import { externalData as externalDataOf } from "./lmweights.js";
 import { ShardedModelStore } from "./modelstore.js";
 import { pick as pickAllowed } from "./pick.js";
 
@@ -32,10 +33,12 @@ export async function fetchFiles(modelsBase, { model_id, dtype }, onProgress = (
   const response = await fetch(`${modelsBase}${model_id}/manifest.json`);
   if (!response.ok) throw new Error(`LM manifest: HTTP ${response.status}`);
   const manifest = await response.json();
-  // Only the variant in use: the other ONNX file is never downloaded.
+  // Only the variant in use: the other variants' files (<stem>.onnx and any <stem>.* beside it,
+  // such as the q8 variant's codes) are never downloaded.
   const wanted = manifest.variants?.[dtype];
-  const others = new Set(Object.values(manifest.variants ?? {}).filter((p) => p !== wanted));
-  const subset = { ...manifest, files: manifest.files.filter((f) => !others.has(f.path) && !f.path.startsWith("checks/")) };
+  const others = Object.values(manifest.variants ?? {}).filter((p) => p !== wanted);
+  const otherVariant = (path) => others.some((p) => path === p || path.startsWith(p.replace(/\.onnx$/, ".")));
+  const subset = { ...manifest, files: manifest.files.filter((f) => !otherVariant(f.path) && !f.path.startsWith("checks/")) };
   const store = new ShardedModelStore({
     onProgress: ({ done, total, fraction }) =>
       onProgress(fraction, `Language model ${(done / 2 ** 20).toFixed(0)} / ${(total / 2 ** 20).toFixed(0)} MiB`),
@@ -66,9 +69,21 @@ export async function load(optionsJson, onProgress = () => {}) {
   const files = await fetchFiles(modelsBase, chosen, (fraction, detail) => onProgress(0.8 * fraction, detail));
   addVerifiedFiles(files);
   onProgress(0.85, "Language model: loading");
-  const { tokenizer, model, session, Tensor } = await loadCausalLM(options.transformersEnv, model_id, { dtype, device });
-  // The .onnx bytes (166 MB) are in onnxruntime's heap now; another copy in JS is waste.
-  forgetVerifiedFiles([...files.keys()].filter((path) => path.endsWith(".onnx")));
+  // The q8 variant's float weights, folded here from its GGUF codes (web/lmweights.js) and
+  // handed to onnxruntime as external data: its heap then holds them once (README "Memory").
+  const planPath = [...files.keys()].find((path) => path.endsWith(".fold.json"));
+  let externalData;
+  if (planPath) {
+    const plan = JSON.parse(new TextDecoder().decode(files.get(planPath)));
+    const codes = files.get(planPath.replace(/[^/]*$/, plan.codes));
+    externalData = [{ path: plan.data, data: externalDataOf(plan, codes) }];
+  }
+  const { tokenizer, model, session, Tensor } = await loadCausalLM(options.transformersEnv, model_id, { dtype, device, externalData });
+  // The model's bytes are in onnxruntime's heap now: another copy in JS is waste (the graph, the
+  // codes and the float weights built from them: ~0.8 GB).
+  forgetVerifiedFiles([...files.keys()].filter((path) => /\.(onnx|codes)$/.test(path)));
+  for (const file of externalData ?? []) file.data = null;
+  for (const path of [...files.keys()]) if (/\.(onnx|codes)$/.test(path)) files.delete(path);
   const config = model.config;
   const layers = config.num_hidden_layers;
   const kvHeads = config.num_key_value_heads ?? config.num_attention_heads;

@@ -18,6 +18,7 @@ from pyapp.generation import DecodeState, Generation, Prompt, decode_greedy
 from pyapp.generation.closing import closing_starts_at, closing_token_ids, quote_tokens
 from pyapp.generation.prompt import reusable_prefix
 from .sampling import GreedyKernel
+from ..ggufcodes import load_external_data
 from ..manifest import ModelManifest
 
 
@@ -53,7 +54,14 @@ class OnnxCausalLM:
         # Dequantise int8 weights once at load (constant folding) rather than re-quantising
         # activations at run time, which rounds differently in onnxruntime-web (weightquant.py).
         options.add_session_config_entry("session.disable_quant_qdq", "1")
+        # A graph whose float weights are folded from GGUF codes (models/ggufcodes.py): its
+        # external data, built here as web/lmweights.js builds it in the page (same bytes).
+        external = load_external_data(Path(path))
+        if external is not None:
+            name, data = external
+            options.add_external_initializers_from_files_in_memory([name], [data], [data.size])
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        del external
         self.layers = int(config["num_hidden_layers"])
         heads = int(config.get("num_key_value_heads") or config["num_attention_heads"])
         head_dim = int(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"])

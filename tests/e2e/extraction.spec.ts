@@ -65,7 +65,7 @@ test("extraction in the page: schema-valid record, streamed tokens, no off-origi
   // The panel shows the record once done.
   await expect(app.locator("#result")).toBeVisible();
   // The model came through our store (shards), from our origin.
-  expect(requests.some((u) => /SmolLM2-[^/]+\/shards\/onnx__model_quantized\.onnx\.000$/.test(u))).toBe(true);
+  expect(requests.some((u) => /SmolLM2-[^/]+\/shards\/onnx__model_quantized\.codes\.000$/.test(u))).toBe(true);
   expect(requests.some((u) => /model_q4/.test(u))).toBe(false);
   expect(requests.some((u) => /web-xgrammar\.js$/.test(u))).toBe(true);
 });

@@ -42,6 +42,36 @@ def test_manifest_lists_both_variants_with_hashes(llm_dir):
     assert m.checks["greedy_min_prefix_q8"] == 16
 
 
+def test_q8_ships_gguf_codes_and_a_graph_without_weights(llm_dir):
+    """The q8 graph's float weights are external data built from the codes at load
+    (models/ggufcodes.py): the download is the codes (4-bit Q4_1 nibbles), ~0.8 byte a weight."""
+    import onnx
+
+    from models import ggufcodes
+    from models.llm import variant_bytes
+
+    m = ModelManifest.model_validate_json((llm_dir / "manifest.json").read_text())
+    graph = llm_dir / m.variants["q8"]
+    plan = json.loads(ggufcodes.plan_path(graph).read_text())
+    sizes = {f.path: f.size for f in m.files}
+    model = onnx.load(str(graph), load_external_data=False)
+    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert {e.value for t in external for e in t.external_data if e.key == "location"} == {plan["data"]}
+    assert max(t.ByteSize() for t in model.graph.initializer) < 2**20
+    weights = sum(t["rows"] * t["cols"] for t in plan["tensors"].values())
+    assert weights > 130e6
+    assert variant_bytes(sizes, m.variants["q8"]) < 0.9 * weights
+
+
+def test_variant_bytes_count_the_files_beside_the_graph():
+    from models.llm import variant_bytes
+
+    sizes = {"onnx/model_quantized.onnx": 1, "onnx/model_quantized.codes": 10,
+             "onnx/model_quantized.fold.json": 2, "onnx/model_q4.onnx": 100, "tokenizer.json": 5}
+    assert variant_bytes(sizes, "onnx/model_quantized.onnx") == 13
+    assert variant_bytes(sizes, "onnx/model_q4.onnx") == 100
+
+
 def test_tokenizer_files_are_what_transformers_js_reads(llm_dir):
     config = json.loads((llm_dir / "tokenizer_config.json").read_text())
     assert "<|im_start|>" in config["chat_template"]
@@ -52,10 +82,10 @@ def test_tokenizer_files_are_what_transformers_js_reads(llm_dir):
 
 @pytest.mark.parametrize("dtype", ["q8", "q4"])
 def test_onnx_layout_is_the_causal_lm_layout_with_kv_cache(llm_dir, dtype):
-    import onnxruntime as ort
+    from models.cpython.lm import OnnxCausalLM
 
     m = ModelManifest.model_validate_json((llm_dir / "manifest.json").read_text())
-    sess = ort.InferenceSession(str(llm_dir / m.variants[dtype]), providers=["CPUExecutionProvider"])
+    sess = OnnxCausalLM.from_file(llm_dir / m.variants[dtype], threads=1)._session
     inputs = [i.name for i in sess.get_inputs()]
     outputs = [o.name for o in sess.get_outputs()]
     assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"]
