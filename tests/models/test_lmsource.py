@@ -213,7 +213,7 @@ def test_an_import_over_the_budget_is_refused_and_leaves_nothing(imported, tmp_p
     from tests.models.imported_lm import hf_folder
 
     with pytest.raises(ModelImportError, match="over the budget"):
-        import_model(hf_folder(), tmp_path / "build", budget_bytes=10**9, target="browser")
+        import_model(hf_folder(), tmp_path / "build", budget_bytes=500 * 10**6, target="browser")
     assert not (tmp_path / "build" / "models").exists() or \
         not any((tmp_path / "build" / "models").iterdir())
     shutil.rmtree(tmp_path / "build", ignore_errors=True)
