@@ -401,24 +401,41 @@ def variant_bytes(sizes: dict[str, int], path: str) -> int:
     return sum(size for p, size in sizes.items() if p == path or p.startswith(stem))
 
 
-def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS,
-                    config: dict | None = None) -> int:
-    """The language model's share of the page's memory, from measurements (README "Memory"), for
-    a variant downloading ``model_bytes`` (``variant_bytes``): onnxruntime-web's heap after
-    loading q8 is ~6× its download (float weights as external data, ~4.8× the codes, plus the
-    prepacked copies of the MatMul weights; the heap never shrinks), q4 ~5× (MatMulNBits keeps
-    4-bit weights, dequantising per call); plus the KV cache at ``tokens`` of context (layers ×
-    2 × KV heads × head size × 4 bytes a token; SmolLM2's 30 × 2 × 3 × 64 when no config is
-    given) and 96 MiB for the runtime."""
+def kv_cache_bytes(tokens: int, config: dict | None = None) -> int:
+    """The KV cache at ``tokens`` of context: layers × 2 × KV heads × head size × 4 bytes a
+    token (SmolLM2's 30 × 2 × 3 × 64 when no config is given)."""
     layers, kv_heads, head_dim = 30, 3, 64
     if config:
         layers = int(config["num_hidden_layers"])
         kv_heads = int(config.get("num_key_value_heads") or config["num_attention_heads"])
         head_dim = int(config.get("head_dim")
                        or config["hidden_size"] // config["num_attention_heads"])
-    kv = layers * 2 * kv_heads * head_dim * 4 * tokens
+    return layers * 2 * kv_heads * head_dim * 4 * tokens
+
+
+def estimate_memory(model_bytes: int, dtype: str, tokens: int = MAX_TOKENS,
+                    config: dict | None = None) -> int:
+    """The language model's share of the page's memory, from measurements (README "Memory"), for
+    a variant downloading ``model_bytes`` (``variant_bytes``): onnxruntime-web's heap after
+    loading q8 is ~6× its download (float weights as external data, ~4.8× the Q4_1 codes, plus
+    the prepacked copies of the MatMul weights; the heap never shrinks), q4 ~5× (MatMulNBits
+    keeps 4-bit weights, dequantising per call); plus the KV cache at ``tokens`` of context and
+    96 MiB for the runtime. An imported model's manifest carries its measured heap instead
+    (``variant_memory``)."""
     weights = model_bytes * (Q8_HEAP_FACTOR if dtype == "q8" else Q4_HEAP_FACTOR)
-    return int(weights + kv + 96 * 2**20)
+    return int(weights + kv_cache_bytes(tokens, config) + 96 * 2**20)
+
+
+def variant_memory(manifest: ModelManifest, dtype: str, tokens: int,
+                   config: dict | None = None) -> int:
+    """What a variant needs in the page at ``tokens`` of context: its Wasm heap measured at
+    import (``checks["measured_memory_bytes_<dtype>"]``, models/measure_memory.mjs) plus the
+    KV cache when there is a measurement, else ``estimate_memory`` from its download size."""
+    measured = manifest.checks.get(f"measured_memory_bytes_{dtype}")
+    if measured:
+        return int(measured + kv_cache_bytes(tokens, config))
+    sizes = {f.path: f.size for f in manifest.files}
+    return estimate_memory(variant_bytes(sizes, manifest.variants[dtype]), dtype, tokens, config)
 
 
 def build_llm(out: Path, key: str, log: Log = print, source: LmSource | None = None,

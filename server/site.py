@@ -112,7 +112,7 @@ class Site:
     def _lm_config(self, lm) -> dict[str, Any]:
         """The language model and its variants in order of preference, each with its memory
         estimate, so the page can take the first that fits the budget (or refuse)."""
-        from models.llm import estimate_memory, variant_bytes
+        from models.llm import variant_memory
         from pyapp.tasks.extraction import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
 
         # The page's extraction never holds more context than input + answer + the prompt's
@@ -126,8 +126,7 @@ class Site:
         shape = self.settings.models_dir / lm.model_id / "config.json"
         shape = json.loads(shape.read_text()) if shape.exists() else None
         config["variants"] = [
-            {"dtype": d, "estimated_memory_bytes":
-                estimate_memory(variant_bytes(sizes, lm.variants[d]), d, context, config=shape)}
+            {"dtype": d, "estimated_memory_bytes": variant_memory(lm, d, context, config=shape)}
             for d in order if lm.variants.get(d) in sizes
         ]
         return config

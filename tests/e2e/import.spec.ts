@@ -41,6 +41,8 @@ test("an imported Hugging Face model is the page's language model and matches CP
   const config = await app.evaluate(() => (window as any).edgeTriage.status());
   const result = await app.evaluate(([t]) => (window as any).edgeTriage.run("telemetry-extract", t, { escalate: false }), [TEXT]);
   expect(result.valid).toBe(true);
+  // The 8-bit variant CPython runs (it fits the budget by its measured memory).
+  expect((await app.evaluate(() => (window as any).edgeTriage.status())).lmDtype).toBe("q8");
   expect(result.output.text).toBe(expected.output.text);
   expect(result.output.stop_reason).toBe(expected.output.stop_reason);
   const lmFiles = requests.filter((u) => /\/models\/SmolLM2[^/]*\//.test(new URL(u).pathname));

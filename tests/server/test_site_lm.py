@@ -21,6 +21,12 @@ def test_the_page_gets_the_chosen_model_and_precaches_only_what_it_runs(imported
         assert f"/models/{mine}/manifest.json" in urls
         assert f"/models/{theirs}/manifest.json" not in urls
     assert chosen.version != default.version  # a switch of model is a new site version
+    # The imported model's page estimate is its measured heap plus the KV cache, and fits the
+    # default 1.2 GB budget with q8 first (its download size would have said otherwise).
+    q8 = chosen.page_config()["lm"]["variants"][0]
+    measured = imported.checks["measured_memory_bytes_q8"]
+    assert q8["dtype"] == "q8" and measured < q8["estimated_memory_bytes"] < measured + 100 * 2**20
+    assert q8["estimated_memory_bytes"] < Settings().memory_budget_bytes
 
 
 def test_an_unknown_model_is_a_clear_error(build_dir):
