@@ -10,8 +10,9 @@ masks those that address the model rather than describe a system —
   which only a prompt, never a log, contains;
 - phrases aimed at an assistant: overriding its instructions, giving it a role or a new task,
   telling it what to answer, or naming the record's own fields as something to set;
-- payloads for another interpreter (``<script>``, an SQL string break-out ``');`` or comment),
-  and base64 blobs whose decoded text is itself instruction-like;
+- payloads for another interpreter (``<script>``, an SQL string break-out ``');`` or comment, a
+  JSON string closed to open a key ``"}, "x":``, a Markdown code fence), and base64 blobs whose
+  decoded text is itself instruction-like;
 - and, once a text is known to carry any of these, the sentences in it that start with a verb
   telling someone what to write (``Output X``, ``Say X``, ``Begin with X``) or with a role
   (``Human:``, ``AI:``) — alone these also match log lines, so they never decide by themselves.
@@ -79,7 +80,9 @@ _ADDRESSED = re.compile(
 # Payloads for another interpreter: a script tag, an SQL string break-out or comment.
 _PAYLOAD = re.compile(
     r"<\s*/?\s*script\b|\bjavascript:|\bon(?:load|error)\s*="
-    r"|'\s*\)\s*;|;\s*--(?:\s|$)|'\s*or\s+'?\d+'?\s*=\s*'?\d",
+    r"|'\s*\)\s*;|;\s*--(?:\s|$)|'\s*or\s+'?\d+'?\s*=\s*'?\d"
+    r"|\"\s*}\s*,?\s*\"[\w -]{1,40}\"\s*:"   # a JSON string closed and a key opened: "}, "x":
+    r"|```",                                 # a Markdown code fence: written for a reader, not a log
     re.IGNORECASE)
 
 # Sentence starts that are instruction-like only once the text is known to carry an injection
@@ -159,8 +162,22 @@ def _targets_fields(segment: str, fields: tuple[str, ...]) -> bool:
         segment, re.IGNORECASE))
 
 
+_FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+
+
 def _segments(text: str) -> list[str]:
-    # A chat marker also starts a new segment, so "…dropped. </s><|im_start|>system" splits there.
+    # A chat marker also starts a new segment, so "…dropped. </s><|im_start|>system" splits there;
+    # a fenced block is one segment, whatever lines and sentences it holds.
+    out = []
+    last = 0
+    for block in _FENCED.finditer(text):
+        out += _split(text[last:block.start()])
+        out.append(block.group(0).strip())
+        last = block.end()
+    return out + _split(text[last:])
+
+
+def _split(text: str) -> list[str]:
     marked = _MARKERS.sub(lambda m: "\n" + m.group(0), text)
     return [s for s in (p.strip() for p in _SENTENCE.split(marked)) if s]
 
