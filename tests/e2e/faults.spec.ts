@@ -214,10 +214,19 @@ test("storage full: a clear message, the outbox keeps its case, and with space b
   const origin = new URL(app.url()).origin;
   await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: 1024 });
 
-  // Full while running (the model already in memory): a new escalated case is still kept.
-  // (Chromium lets this small IndexedDB write through; were it refused, run() would reject with
-  // a StorageQuotaError saying so, and this line would fail.)
-  const second = (await classify(app, `${OOS} and in Porto`)).escalation.key as string;
+  // Full while running (the model already in memory): Chromium sometimes lets this small
+  // IndexedDB write through and sometimes refuses it (QuotaExceededError), from one run to the
+  // next. Either the case is stored like any other, or run() says plainly that it was not saved
+  // (so it was never reported as escalated, and the caller still has the text): never a silent loss.
+  const during = await app.evaluate((t) => (window as any).edgeTriage.run("telemetry-triage", t).then(
+    (r) => ({ key: r.escalation?.key as string }), (e: Error) => ({ name: e.name, message: e.message })),
+    `${OOS} and in Porto`);
+  console.log(`escalation while storage is full: ${during.key ? "stored" : "refused"}`);
+  if (!during.key) {
+    expect(during.name).toBe("StorageQuotaError");
+    expect(during.message).toContain("could not be saved to the outbox, so it was not sent");
+  }
+  const keys = during.key ? [kept, during.key] : [kept];
 
   // Full at start: the model cannot be stored.
   await dropModelCache(app);
@@ -226,7 +235,7 @@ test("storage full: a clear message, the outbox keeps its case, and with space b
   expect(error).toContain("Not enough storage for the model");
   await expect(app.locator("#error")).toContainText("free space in this browser");
   const records = await app.evaluate(() => (window as any).edgeTriage.outbox());
-  for (const key of [kept, second]) {  // stored before and during the fault, still waiting
+  for (const key of keys) {  // stored before (and during) the fault, still waiting
     expect(records.find((r) => r.key === key)?.status).toBe("pending");
   }
 
@@ -237,7 +246,7 @@ test("storage full: a clear message, the outbox keeps its case, and with space b
   expect((await classify(app, "Link down on eth0")).output.label).toBe("network");
   await app.evaluate(() => (window as any).edgeTriage.flushOutbox());
   await expect.poll(async () => {
-    const keys = await serverKeys();
-    return keys.has(kept) && keys.has(second);
+    const onServer = await serverKeys();
+    return keys.every((k) => onServer.has(k));
   }, { timeout: 60_000 }).toBe(true);
 });
