@@ -3,7 +3,7 @@
 // → one JSON object on stdout: our page's extraction timings and decode speed, the page's
 // measured memory with both models, and plain transformers.js `generate` on our q8 file in the
 // same page (same transformers.js + ORT build, same thread count).
-import { launchChromium, ownOriginPage } from "../chromium.mjs";
+import { assertOwnOrigin, launchChromium, ownOriginPage } from "../chromium.mjs";
 
 const [url] = process.argv.slice(2);
 let input = "";
@@ -31,6 +31,7 @@ try {
       });
       return { ms: performance.now() - started, tokens: n, first_token_ms: first - started,
                decode_tok_s: n > 1 ? (n - 1) / ((last - first) / 1000) : null, valid: r.valid,
+               record: r.output?.record ?? null, text: r.output?.text ?? null,
                generation: r.output?.record !== undefined ? r.timings_ms : null };
     };
     const cold = await one(texts[0]);
@@ -83,6 +84,7 @@ try {
     return { decode_tok_s: rates, prompt_tokens: inputs.input_ids.dims[1] };
   }, [tokens, repeats, status.threads]);
   log(`plain transformers.js: ${JSON.stringify(plain)}`);
+  assertOwnOrigin(page);
   process.stdout.write(JSON.stringify({ status: { backend: status.backend, threads: status.threads },
                                         ours, memory, plain }) + "\n");
 } finally {
