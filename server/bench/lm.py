@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import wllama
+from .wllama import measure as measure_wllama, prompt_of, records, stage
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "telemetry-extract"
@@ -94,7 +94,8 @@ def page(origin: str, texts: list[str], repeats: int, tokens: int) -> dict[str, 
     """Our page in headless Chromium (server/bench/lm_page.mjs) at ``origin``."""
     url = origin.rstrip("/") + "/?backend=wasm&prefetch=0"
     raw = _node(ROOT / "server" / "bench" / "lm_page.mjs",
-                {"texts": texts, "repeats": repeats, "tokens": tokens}, url)
+                {"texts": texts, "repeats": repeats, "tokens": tokens,
+                 "prompt": prompt_of(texts[0])}, url)
     warm = raw["ours"]["warm"]
     first = warm[:len(texts)]  # greedy: every repeat writes the same records
     return {"status": raw["status"], "memory": raw["memory"],
@@ -158,10 +159,10 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
 
 def _wllama(build_dir: Path, origin: str, texts: list[str], web: dict[str, Any],
             repeats: int, budget_s: float) -> dict[str, Any]:
-    wllama.stage(build_dir)
+    stage(build_dir)
     per_text = web["ours"]["per_text"]
-    recs = wllama.records(texts, [t["record"] for t in per_text], [t["tokens"] for t in per_text])
-    out = wllama.measure(lambda script, job: _node(script, {**job, "origin": origin}),
+    recs = records(texts, [t["record"] for t in per_text], [t["tokens"] for t in per_text])
+    out = measure_wllama(lambda script, job: _node(script, {**job, "origin": origin}),
                          recs, repeats, budget_s)
     # Greedy on the same codes (our q8 file stores the GGUF's): how often the records agree.
     ours = [json.loads(t["text"]) if t["text"] else None for t in per_text]

@@ -52,6 +52,14 @@ def stage(build_dir: Path) -> Path:
     return out
 
 
+def prompt_of(text: str) -> str:
+    """The rendered chat prompt our page decodes after for ``text`` (telemetry-extract)."""
+    from pyapp.tasks.hybrid import telemetry_extract
+    from pyapp.textinput import clean
+
+    return telemetry_extract().prompt(clean(text).text).render()
+
+
 def records(texts: list[str], page_records: list[dict | None], page_tokens: list[int]) -> list[dict]:
     """Per text: the prompt our page rendered, the schema it generated under, its token count."""
     from pyapp.tasks.hybrid import TELEMETRY_FIELD_HEADS, telemetry_extract
@@ -71,7 +79,11 @@ def records(texts: list[str], page_records: list[dict | None], page_tokens: list
 def measure(drive, recs: list[dict], repeats: int, budget_s: float) -> dict[str, Any]:
     """``drive(script, job)`` runs wllama_page.mjs against the bench server; returns per thread
     count the medians, and which thread count was best (highest constrained decode speed)."""
-    from .lm import _median
+    import statistics
+
+    def _median(values):
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 3) if values else None
 
     raw = drive(Path(__file__).with_name("wllama_page.mjs"),
                 {"threads": list(THREADS), "repeats": repeats, "budget_s": budget_s,
