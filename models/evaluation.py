@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -356,8 +357,16 @@ def write_report(engine, out: Path, data_root: Path | None = None,
         report = evaluate(task, selected, cpython_runner(engine, name))
         report.update({"data": rel, "selection": note})
         reports[name] = report
-        comparisons[name] = compare_with_prototypes(task, engine.backend, selected, root)
-        scope_rows[name] = compare_scope_methods(task, engine.backend, selected, root)
+        backend = engine.backend_for(name)
+        comparisons[name] = compare_with_prototypes(task, backend, selected, root)
+        scope_rows[name] = compare_scope_methods(task, backend, selected, root)
+        if task.encoder:  # a fine-tuned encoder: the frozen base encoder's numbers beside it
+            frozen = _frozen_engine(backend, name)
+            report = evaluate(frozen.task(name), selected, cpython_runner(frozen, name))
+            report.update({"data": rel, "selection": note})
+            reports[f"{name} ({FROZEN})"] = report
+            scope_rows[f"{name} ({FROZEN})"] = compare_scope_methods(
+                frozen.task(name), frozen.backend, selected, root)
     extraction: dict[str, dict] = {}
     if EXTRACTION_REPORT:
         if extraction_engine is None and all(n in getattr(engine, "tasks", {})
@@ -383,9 +392,11 @@ def write_report(engine, out: Path, data_root: Path | None = None,
     stem = out.with_suffix("")
     _plot_reliability(reports, stem.with_name(stem.name + "-reliability.png"))
     for name, report in reports.items():
-        _plot_confusions(report, stem.with_name(f"{stem.name}-{name}-confusions.png"))
+        if name in REPORT_DATA:
+            _plot_confusions(report, stem.with_name(f"{stem.name}-{name}-confusions.png"))
     text = _markdown(reports, comparisons, stem.name, extraction)
-    out.write_text(_insert_scope_section(text, scope_rows), encoding="utf-8")
+    text = _insert_scope_section(text, scope_rows)
+    out.write_text(_insert_encoder_section(text, reports, scope_rows), encoding="utf-8")
     return {**reports, **extraction}
 
 
@@ -457,6 +468,8 @@ def _markdown(reports: dict[str, dict], comparisons: dict[str, list[dict]], stem
     lines += ["", "## Calibration", "", f"![reliability]({stem}-reliability.png)", "",
               "## Most confused classes", ""]
     for name, r in reports.items():
+        if FROZEN in name:
+            continue
         lines.append(f"### {name}")
         lines.append("")
         if not r["confusions"]:
@@ -467,6 +480,43 @@ def _markdown(reports: dict[str, dict], comparisons: dict[str, list[dict]], stem
         lines += [f"| {g} | {p} | {n} |" for g, p, n in r["confusions"][:10]]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+FROZEN = "frozen encoder"
+
+
+def _frozen_engine(backend, name: str):
+    """``name`` on the base encoder of the build ``backend`` was loaded from."""
+    from .cpython.engines import open_frozen_engine
+
+    return open_frozen_engine(Path(backend.model_dir).parents[1], name, backend.dtype)
+
+
+def _insert_encoder_section(markdown: str, reports: dict[str, dict],
+                            scope_rows: dict[str, list[dict]]) -> str:
+    """Fine-tuned encoder vs the frozen base encoder, for packs that fine-tune one, before the
+    calibration section: same dev records, each with its own head, detector and thresholds."""
+    pairs = [(n[: -len(FROZEN) - 3], n) for n in reports if n.endswith(f"({FROZEN})")]
+    if not pairs:
+        return markdown
+    lines = ["## Fine-tuned vs frozen encoder", "",
+             "The pack's encoder fine-tuned at build time (`models/finetune.py`, on the training "
+             "rows outside the held-out fifth) against the frozen all-MiniLM-L6-v2; each with its "
+             "own head, scope detector and thresholds fitted on the held-out fifth of train, "
+             "scored on the same dev records. AUROC: the shipped scope score, in-scope vs "
+             "out-of-scope.", "",
+             "| task | encoder | in-scope top-1 | answered | local correct | oos escalated | "
+             "AUROC |", "|---|---|---|---|---|---|---|"]
+    for tuned, frozen in pairs:
+        for name, label in ((frozen, "frozen (base)"), (tuned, "fine-tuned")):
+            r, rt = reports[name], reports[name]["routing"]
+            auroc = next((x["auroc"] for x in scope_rows.get(name, []) if x["shipped"]), math.nan)
+            lines.append(f"| {tuned} | {label} | {r['in_scope_accuracy']:.4f} | "
+                         f"{rt['answered']:.4f} | {rt['local_accuracy']:.4f} | "
+                         f"{_fmt(rt['oos_escalated'])} | {_fmt(auroc)} |")
+    section = "\n".join(lines) + "\n\n"
+    marker = "## Calibration"
+    return markdown.replace(marker, section + marker, 1) if marker in markdown else markdown + section
 
 
 def _insert_scope_section(markdown: str, scope_rows: dict[str, list[dict]]) -> str:

@@ -13,29 +13,38 @@ from pyapp.tasks import TASKS, LinearHeadTask, create_task
 from pyapp.tasks.telemetry_labels import TemplateTrainingData
 
 
-def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=print) -> dict:
+def build_task_artifacts(build_dir: Path, manifests: list[ModelManifest], log=print) -> dict:
     """Write ``build/tasks/<task>-<key12>.json`` for every task that has one; return name → file.
 
-    Trained tasks (``LinearHeadTask``) are skipped with a message when their training data is
-    not available; the page then cannot offer them.
+    Each task's artifact is built on the encoder it names (``Task.encoder``; the base encoder
+    when None), among ``manifests``. Trained tasks are skipped with a message when their
+    training data (or their fine-tuned encoder, built from it) is not available; the page then
+    cannot offer them.
     """
     from models.cpython.encoder import OnnxEncoder
 
+    from .build import encoder_manifest
     from .trainingdata import build_head_artifact
 
     out = build_dir / "tasks"
     out.mkdir(parents=True, exist_ok=True)
-    encoder = None
+    encoders: dict[str, OnnxEncoder] = {}
     written: dict[str, str] = {}
     for name in TASKS:
         task = create_task(name)
-        key = task.content_key(encoder_manifest.key) if hasattr(task, "content_key") else None
-        if key is None:
+        if not hasattr(task, "content_key"):
             continue
+        manifest = encoder_manifest(manifests, task.encoder)
+        if manifest is None:
+            log(f"task {name}: skipped, encoder {task.encoder!r} was not built")
+            continue
+        key = task.content_key(manifest.key)
         path = out / f"{name}-{key[:12]}.json"
         if not path.exists() or _stale_training(task, path):
-            if encoder is None:
-                encoder = OnnxEncoder.from_dir(build_dir / "models" / encoder_manifest.model_id)
+            if manifest.model_id not in encoders:
+                encoders[manifest.model_id] = OnnxEncoder.from_dir(
+                    build_dir / "models" / manifest.model_id)
+            encoder = encoders[manifest.model_id]
             if isinstance(task, LinearHeadTask) and isinstance(task.training, TemplateTrainingData):
                 try:
                     artifact = _field_heads(encoder, log)[name]
@@ -50,7 +59,7 @@ def build_task_artifacts(build_dir: Path, encoder_manifest: ModelManifest, log=p
                     continue
             else:
                 asyncio.run(task.load(encoder))
-                artifact = task.artifact(encoder_manifest.key)
+                artifact = task.artifact(manifest.key)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(artifact))
             tmp.rename(path)

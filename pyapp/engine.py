@@ -46,6 +46,10 @@ class Engine:
         if progress:
             progress("Ready", 1.0)
 
+    def backend_for(self, name: str) -> EncoderBackend | TextGenerator:
+        """The backend ``name`` runs on (one backend here; ``EngineGroup`` has several)."""
+        return self.backend
+
     def task(self, name: str) -> Task:
         if name not in self.tasks:
             # Raises UnknownTaskError for names that do not exist at all.
@@ -107,6 +111,9 @@ class EngineGroup:
 
     def task(self, name: str) -> Task:
         return self._engine_for(name).task(name)
+
+    def backend_for(self, name: str):
+        return self._engine_for(name).backend
 
     async def run(self, task_name: str, text: Any,
                   cancel: Callable[[], bool] | None = None) -> dict[str, Any]:

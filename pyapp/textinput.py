@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 MAX_INPUT_CHARS = 1_000_000
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Terminal colour and cursor sequences (coloured logs): removed whole, or their "[31m" would be
+# left stuck to the next word once the ESC itself is replaced.
+_ANSI = re.compile("\x1b\\[[0-9;?]*[ -/]*[@-~]")
 # C0/C1 control characters except tab, newline and carriage return.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -47,6 +50,9 @@ def clean(text: object) -> CleanText:
     cleaned, n_sur = _LONE_SURROGATE.subn("\ufffd", text)
     if n_sur:
         notices.append(f"Replaced {n_sur} invalid UTF-16 code unit(s) with U+FFFD.")
+    cleaned, n_ansi = _ANSI.subn("", cleaned)
+    if n_ansi:
+        notices.append(f"Removed {n_ansi} terminal escape sequence(s).")
     cleaned, n_ctl = _CONTROL.subn(" ", cleaned)
     if n_ctl:
         notices.append(f"Replaced {n_ctl} control character(s) with spaces.")

@@ -27,8 +27,7 @@ def cmd_models_build(args) -> int:
     for m in manifests:
         print(f"{m.model_id}: {m.dtype}, {m.total_bytes / 2**20:.1f} MiB, "
               f"~{m.estimated_memory_bytes / 2**20:.0f} MiB at run time, checks {m.checks}")
-    encoder = next(m for m in manifests if m.task == "embedding")
-    build_task_artifacts(_build_dir(args), encoder)
+    build_task_artifacts(_build_dir(args), manifests)
     return 0
 
 

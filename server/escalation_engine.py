@@ -64,24 +64,27 @@ class EscalationEngines:
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def backend(self, kind: str):
+    def backend(self, kind: str, encoder: str | None = None):
+        """``encoder``: the encoder a classification task names (``Task.encoder``), if not the
+        base one; each is opened once, on its first case."""
+        slot = kind if encoder is None else f"{kind}:{encoder}"
         with self._lock:
-            if kind not in self._backends:
-                self._backends[kind] = self._open_backend(kind)
-            return self._backends[kind]
+            if slot not in self._backends:
+                self._backends[slot] = self._open_backend(kind, encoder)
+            return self._backends[slot]
 
-    def _open_backend(self, kind: str):
+    def _open_backend(self, kind: str, encoder: str | None = None):
         try:
-            return self._open_backend_of(kind)
+            return self._open_backend_of(kind, encoder)
         except SystemExit as e:  # the CLI's "not built" message, never an exit in the server
             raise EscalationModelError(str(e)) from None
 
-    def _open_backend_of(self, kind: str):
+    def _open_backend_of(self, kind: str, encoder: str | None = None):
         from models.cpython.engines import open_encoder, open_generator
 
         build = self.settings.build_dir
         if kind != "extraction":
-            return open_encoder(build, self.settings.encoder_dtype)
+            return open_encoder(build, self.settings.encoder_dtype, encoder)
         threads = self.settings.escalation_threads or None
         chosen = choose_server_model(self.settings)
         if chosen is None:
@@ -97,7 +100,8 @@ class EscalationEngines:
     def open(self, task_name: str) -> Engine:
         from models.cpython.engines import load_artifacts
 
-        backend = self.backend(create_task(task_name).kind)
+        task = create_task(task_name)
+        backend = self.backend(task.kind, task.encoder)
         engine = Engine(backend)
         asyncio.run(engine.load([task_name], artifacts=load_artifacts(self.settings.build_dir)))
         return engine

@@ -54,11 +54,11 @@ class Site:
         if not index.exists():
             raise FileNotFoundError(f"{index} is missing: run `make` (or `edge-triage build`) first")
         self.runtime = json.loads(index.read_text())
-        # The models this deployment runs: the encoder and the chosen language model (other
-        # imported ones stay in the build, unserved, unlisted, not exported).
+        # The models this deployment runs: the encoders and the chosen language model (other
+        # imported language models stay in the build, unserved, unlisted, not exported).
         built = load_manifests(settings.models_dir)
         lm = choose_lm(built, settings.browser_lm)
-        self.models = [m for m in built if m.task == "embedding"][:1] + ([lm] if lm else [])
+        self.models = [m for m in built if m.task == "embedding"] + ([lm] if lm else [])
         artifacts = settings.tasks_dir / "index.json"
         files = json.loads(artifacts.read_text()) if artifacts.exists() else {}
         self.tasks = available_tasks(settings)
@@ -76,7 +76,9 @@ class Site:
         return f"{self.base}runtime/{self.runtime['version']}/"
 
     def page_config(self, escalation: dict | None = None) -> dict[str, Any]:
-        encoder = next((m for m in self.models if m.task == "embedding"), None)
+        from models.build import encoder_manifest
+
+        encoder = encoder_manifest(self.models)
         lm = choose_lm(self.models, self.settings.browser_lm)
         return {
             "version": __version__,
@@ -85,6 +87,9 @@ class Site:
             "runtimeBase": self.runtime_base,
             "modelsBase": f"{self.base}models/",
             "encoder": self._encoder_config(encoder) if encoder else None,
+            # Tasks on an encoder of their own (a fine-tuned one, Task.encoder): the worker
+            # downloads and loads it the first time one of them is run, never at boot.
+            "taskEncoders": self.task_encoders(),
             # The language model for extraction tasks (loaded by the worker on first use).
             "lm": self._lm_config(lm) if lm else None,
             "lmTasks": self.lm_tasks,
@@ -94,6 +99,18 @@ class Site:
             "defaultTask": self.settings.default_task,
             "escalation": escalation or {"url": None, "token": None},
         }
+
+    def task_encoders(self) -> dict[str, dict[str, Any]]:
+        """Task → the config of the encoder it names, for available tasks not on the base one."""
+        from models.build import encoder_manifest
+
+        out = {}
+        for name in self.tasks:
+            wanted = create_task(name).encoder
+            manifest = encoder_manifest(self.models, wanted) if wanted else None
+            if manifest is not None:
+                out[name] = self._encoder_config(manifest)
+        return out
 
     def _encoder_config(self, encoder) -> dict[str, Any]:
         """The encoder in the configured dtype; ``skipFiles`` are the other dtypes' files, which

@@ -20,9 +20,9 @@ def build_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def encoder_dir(build_dir: Path) -> Path:
-    from models.build import load_manifests
+    from models.build import encoder_manifest, load_manifests
 
-    (manifest,) = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
+    manifest = encoder_manifest(load_manifests(build_dir / "models"))
     return build_dir / "models" / manifest.model_id
 
 

@@ -129,7 +129,10 @@ function restartAfterCrash(reason) {
   $("run").disabled = true;
   showError(message);
   ready = startWorker();
-  ready.then(() => showError(""), () => {});
+  // Once reloaded the message stays (a user who looked away must still learn that the run
+  // failed) but says the page is usable again; the next run clears it.
+  ready.then(() => showError(`The inference worker crashed (${reason}) and has restarted: `
+    + "run the text again (it is still in the form)."), () => {});
 }
 
 // --- offline: the service worker --------------------------------------------------------------
@@ -219,11 +222,28 @@ async function run(task, text, { escalate = true, onPartial = null } = {}) {
     worker.postMessage({ type: "run", id, task, text, measuredBytes: state.measuredMemoryBytes ?? null });
   });
   if (escalate && result.route === "escalated") {
-    const record = await outbox.add({ task, text, localResult: result.output, reasons: result.reasons });
+    let record;
+    try {
+      record = await outbox.add({ task, text, localResult: result.output, reasons: result.reasons });
+    } catch (err) {
+      throw outboxError(err);
+    }
     result.escalation = { key: record.key, status: record.status };
     requestBackgroundSync();
   }
   return result;
+}
+
+// The case could not be stored, so it is not escalated: say so plainly (storage full is the
+// likely cause) rather than report an escalation that does not exist.
+function outboxError(err) {
+  const full = err?.name === "QuotaExceededError";
+  const out = new Error(full
+    ? "Storage is full: this escalated case could not be saved to the outbox, so it was not sent. "
+      + "Free space in this browser or allow storage for this site, then run the text again."
+    : `This escalated case could not be saved to the outbox (${err?.message ?? err}); run the text again.`);
+  out.name = full ? "StorageQuotaError" : "OutboxError";
+  return out;
 }
 
 // Where the browser has Background Sync, the service worker sends the outbox when the network

@@ -121,7 +121,8 @@ async function downloadModel(config, encoder) {
       progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`),
   });
   const files = await store.ensure(config.modelsBase, manifest);
-  await store.prune(config.modelsBase, [encoder.model_id, ...(config.lm ? [config.lm.model_id] : [])]);
+  const taskEncoders = Object.values(config.taskEncoders ?? {}).map((e) => e.model_id);
+  await store.prune(config.modelsBase, [encoder.model_id, ...taskEncoders, ...(config.lm ? [config.lm.model_id] : [])]);
   return { files, stats: store.stats };
 }
 
@@ -156,6 +157,30 @@ async function loadLM(measuredBytes) {
 }
 
 let lmLoading = null;
+// A task on an encoder of its own (config.taskEncoders: a pack's fine-tuned encoder) loads it
+// the first time that task is run: model_id → the loading promise.
+const encoderLoading = new Map();
+
+async function runClassification(data) {
+  const pending = app.pending_encoder(data.task);
+  if (pending) {
+    const encoder = JSON.parse(pending);
+    if (!encoderLoading.has(encoder.model_id)) {
+      encoderLoading.set(encoder.model_id, (async () => {
+        const { files } = await downloadModel(appConfig, encoder);
+        host.addVerifiedFiles(files);
+        await app.load_task_encoder(data.task);
+      })());
+    }
+    try {
+      await encoderLoading.get(encoder.model_id);
+    } catch (err) {
+      encoderLoading.delete(encoder.model_id);
+      throw err;
+    }
+  }
+  return app.run(data.task, data.text);
+}
 
 async function runExtraction(data) {
   lm.resetCancel();
@@ -195,7 +220,7 @@ onmessage = async ({ data }) => {
   if (data.type === "run") {
     try {
       const reply = JSON.parse(await (appConfig.lmTasks?.includes(data.task)
-        ? runExtraction(data) : app.run(data.task, data.text)));
+        ? runExtraction(data) : runClassification(data)));
       postMessage({ type: "result", id: data.id, ...reply });
     } catch (err) {
       postMessage({ type: "result", id: data.id, ok: false,

@@ -20,8 +20,12 @@ def open_engine(build_dir: Path, tasks: list[str], encoder_dtype: str | None = N
     classification = [name for name in tasks if name not in extraction]
     classification += [h for h in field_heads(extraction) if h not in classification]
     engines = []
-    if classification:
-        engines.append(_open_encoder_engine(build_dir, classification, encoder_dtype))
+    # One engine per encoder: a pack with a fine-tuned encoder (Task.encoder) runs on its own.
+    by_encoder: dict[str | None, list[str]] = {}
+    for name in classification:
+        by_encoder.setdefault(create_task(name).encoder, []).append(name)
+    for encoder_name, names in by_encoder.items():
+        engines.append(_open_encoder_engine(build_dir, names, encoder_dtype, encoder_name))
     if extraction:
         engine = Engine(open_generator(build_dir))
         asyncio.run(engine.load(extraction))
@@ -39,24 +43,27 @@ def field_heads(extraction: list[str]) -> list[str]:
     return names
 
 
-def _open_encoder_engine(build_dir: Path, tasks: list[str], dtype: str | None = None):
+def _open_encoder_engine(build_dir: Path, tasks: list[str], dtype: str | None = None,
+                         name: str | None = None):
     from pyapp.engine import Engine
 
-    engine = Engine(open_encoder(build_dir, dtype))
+    engine = Engine(open_encoder(build_dir, dtype, name))
     asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
     return engine
 
 
-def open_encoder(build_dir: Path, dtype: str | None = None):
-    """The built encoder under onnxruntime (``models.cpython.encoder``); ``dtype`` picks the file
+def open_encoder(build_dir: Path, dtype: str | None = None, name: str | None = None):
+    """The built encoder called ``name`` (default: the base encoder; a task's ``encoder`` names a
+    fine-tuned one) under onnxruntime (``models.cpython.encoder``); ``dtype`` picks the file
     (default ``q8``, the page's EDGE_TRIAGE_ENCODER_DTYPE is what the server passes)."""
-    from models.build import load_manifests
+    from models.build import encoder_manifest, load_manifests
     from .encoder import OnnxEncoder
 
-    manifests = [m for m in load_manifests(build_dir / "models") if m.task == "embedding"]
-    if not manifests:
-        raise SystemExit(f"no encoder model in {build_dir / 'models'}: run `make` first")
-    return OnnxEncoder.from_dir(build_dir / "models" / manifests[0].model_id, dtype=dtype)
+    manifest = encoder_manifest(load_manifests(build_dir / "models"), name)
+    if manifest is None:
+        raise SystemExit(f"no encoder model {name or 'all-MiniLM-L6-v2'} in "
+                         f"{build_dir / 'models'}: run `make` first")
+    return OnnxEncoder.from_dir(build_dir / "models" / manifest.model_id, dtype=dtype)
 
 
 def open_generator(build_dir: Path, dtype: str | None = None, threads: int | None = None,
@@ -84,3 +91,18 @@ def load_artifacts(build_dir: Path) -> dict[str, dict]:
         return {}
     return {name: json.loads((build_dir / "tasks" / file).read_text())
             for name, file in json.loads(index.read_text()).items()}
+
+
+def open_frozen_engine(build_dir: Path, task_name: str, dtype: str | None = None):
+    """An engine running ``task_name`` on the *base* encoder although the task names a fine-tuned
+    one: its head and scope detector trained on the base encoder's embeddings by the same build
+    step (``build_head_artifact``, cached by content), so `report` can show both side by side."""
+    from models.trainingdata import build_head_artifact
+    from pyapp.engine import Engine
+    from pyapp.tasks import create_task
+
+    encoder = open_encoder(build_dir, dtype)
+    artifact = build_head_artifact(create_task(task_name), encoder)
+    engine = Engine(encoder)
+    asyncio.run(engine.load([task_name], artifacts={task_name: artifact}))
+    return engine

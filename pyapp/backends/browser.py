@@ -13,7 +13,7 @@ import edge_triage_host  # type: ignore[import-not-found]  # registered by web/w
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
 from transformers_js_py import proxies as tjs_proxies  # type: ignore[import-not-found]
 
-from ..engine import Engine, run_as_json
+from ..engine import Engine, EngineGroup, run_as_json
 from .base import EncoderBackend
 
 
@@ -77,21 +77,56 @@ def _js_object(entries):
 
 
 class BrowserApp:
-    """What the worker calls: JSON in, JSON out, so no proxies cross the boundary."""
+    """What the worker calls: JSON in, JSON out, so no proxies cross the boundary.
+
+    Tasks on an encoder of their own (``config["taskEncoders"]``, a pack's fine-tuned encoder)
+    are not loaded at boot: the worker asks ``pending_encoder`` before running one, downloads
+    that encoder's files and calls ``load_task_encoder``; the page holds a second encoder only
+    once such a task has been used.
+    """
 
     def __init__(self, config_json: str):
         self.config = json.loads(config_json)
         self.encoder = TransformersJsEncoder(self.config)
         self.engine = Engine(self.encoder)
+        own = self.config.get("taskEncoders") or {}
+        self._deferred = {t: own[t] for t in self.config["tasks"] if t in own}
+        self._engines: dict[str, Engine] = {}  # model_id → engine on that encoder
+        self._group = EngineGroup([self.engine])
 
     async def load(self) -> None:
         await self.encoder.load()
-        await self.engine.load(list(self.config["tasks"]),
+        await self.engine.load([t for t in self.config["tasks"] if t not in self._deferred],
                                artifacts=self.config.get("artifacts") or {})
+        self._group = EngineGroup([self.engine])
+
+    def pending_encoder(self, task: str) -> str:
+        """The config (JSON) of the encoder ``task`` needs and that is not loaded yet; ''."""
+        encoder = self._deferred.get(task)
+        if encoder is None or task in self._group.tasks:
+            return ""
+        return json.dumps(encoder)
+
+    async def load_task_encoder(self, task: str) -> None:
+        """Load ``task``'s own encoder (its files already verified by the worker) and every
+        task that runs on it."""
+        encoder = self._deferred[task]
+        model_id = encoder["model_id"]
+        if model_id not in self._engines:
+            backend = TransformersJsEncoder({**self.config, "encoder": encoder})
+            await backend.load()
+            engine = Engine(backend)
+            await engine.load([t for t, e in self._deferred.items() if e["model_id"] == model_id],
+                              artifacts=self.config.get("artifacts") or {})
+            self._engines[model_id] = engine
+        self._group = EngineGroup([self.engine, *self._engines.values()])
 
     async def run(self, task: str, text: Any) -> str:
-        return await run_as_json(self.engine, task, text)
+        return await run_as_json(self._group, task, text)
 
     def status(self) -> str:
         return json.dumps({"backend": self.encoder.name, "threads": self.encoder.threads,
-                           "tasks": sorted(self.engine.tasks), "model": self.encoder.model_id})
+                           "tasks": sorted([*self.engine.tasks, *self._deferred]),
+                           "model": self.encoder.model_id,
+                           "taskModels": {t: e.backend.model_id for e in self._engines.values()
+                                          for t in e.tasks}})

@@ -30,6 +30,10 @@ class Task(ABC):
     kind: str
     description: str = ""
     threshold: float = DEFAULT_THRESHOLD
+    #: Name of the encoder model the task runs on (a manifest ``name``); None: the base encoder.
+    #: A pack with a fine-tuned encoder (``clinc150-intent``) names it; the page loads it only
+    #: when such a task is first run.
+    encoder: str | None = None
 
     @property
     @abstractmethod

@@ -53,6 +53,9 @@ INTENTS = (
 )
 OUT_OF_SCOPE = "oos"
 THRESHOLD = 0.98
+#: The encoder fine-tuned for this pack at build time (``models/finetune.py``); the other packs
+#: keep the base all-MiniLM-L6-v2.
+ENCODER = "all-MiniLM-L6-v2-clinc150"
 
 
 def _label(record: dict) -> str:
@@ -70,4 +73,5 @@ def clinc150_intent() -> LinearHeadTask:
         description="Which of CLINC150's 150 intents a query expresses (out-of-scope: escalated).",
         threshold=THRESHOLD,
         escalate_labels=frozenset({OUT_OF_SCOPE}),
+        encoder=ENCODER,
     )

@@ -96,6 +96,12 @@ class HybridExtractionTask(ExtractionTask):
             prediction.notices.append("No encoder heads loaded: the language model filled "
                                       "every field.")
             return prediction
+        # Instructions in the input are masked from both parts (ExtractionTask.guard): they are
+        # not telemetry, for the heads either. Text without any is passed on unchanged.
+        guarded = self.guard(text)
+        if not guarded.text:
+            return self.refused(guarded)
+        text = guarded.text
         fixed: dict[str, str] = {}
         confidence: dict[str, float] = {}
         # The heads share one encoder: one embedding of the text serves them all (not one
@@ -125,7 +131,7 @@ class HybridExtractionTask(ExtractionTask):
             prediction.confidence = (calibrated(self._calibration, confidence)
                                      if self._calibration else math.prod(confidence.values()))
         prediction.extra["heads"] = {f: [fixed[f], round(confidence[f], 6)] for f in fixed}
-        return prediction
+        return self.checked(prediction, guarded)
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

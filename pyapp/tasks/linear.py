@@ -88,6 +88,7 @@ class LinearHeadTask(Task):
         description: str = "",
         threshold: float = DEFAULT_THRESHOLD,
         escalate_labels: frozenset[str] = frozenset(),
+        encoder: str | None = None,
     ):
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError("a classification task needs at least two distinct labels")
@@ -97,6 +98,7 @@ class LinearHeadTask(Task):
         self.description = description
         self.threshold = threshold
         self.escalate_labels = frozenset(escalate_labels)
+        self.encoder = encoder
         self._output_model = label_output_model(name, self.labels)
         self._head: Head | None = None
         self._scope: ScopeDetector | None = None

@@ -1,26 +1,31 @@
 """The language-model sections of ``edge-triage bench``: decode speed and time per extracted
-record, our page vs plain transformers.js ``generate`` on our q8 file vs native onnxruntime,
-constrained vs unconstrained, and the page's measured memory with both models.
+record, our page vs plain transformers.js ``generate`` on our q8 file vs native onnxruntime vs
+wllama (llama.cpp in Wasm) on the GGUF we build from, constrained vs unconstrained, and the page's
+measured memory with both models.
 
 ``run(context) -> dict`` is what the bench's section registry calls; ``python -m server.bench.lm
 --report OUT.json`` runs these sections alone. Not a test: timings depend on the machine, so
 every comparison is a ratio of things measured in the same run (medians over repeats).
 
-Not measured here (yet): wllama (npm ``@wllama/wllama``) on the GGUF we build from.
+The wllama peer (server/bench/wllama.py) extracts the same records from the same prompts, greedy,
+under llama.cpp's own JSON-schema grammar, at 1 and 2 threads; the best is compared.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .wllama import measure as measure_wllama, prompt_of, records, stage
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "telemetry-extract"
@@ -61,38 +66,61 @@ def native(build_dir: Path, texts: list[str], repeats: int, tokens: int) -> dict
             "record_s": {"median": _median(per_record), "max": round(max(per_record), 3)}}
 
 
-def page(build_dir: Path, texts: list[str], repeats: int, tokens: int,
-         base_url: str | None = None) -> dict[str, Any]:
-    """Our page in headless Chromium (server/bench/lm_page.mjs), served from this build."""
+@contextlib.contextmanager
+def _origin(build_dir: Path, base_url: str | None) -> Iterator[str]:
+    """``base_url`` (a running bench server), or this build served with the bench's routes."""
     if base_url:
-        return _drive(base_url, texts, repeats, tokens)
-    from server.app import create_app
+        yield base_url.rstrip("/")
+        return
     from server.browserrun import served
-    from server.settings import Settings
 
-    settings = dataclasses.replace(Settings.from_env(), build_dir=build_dir, worker=False)
-    with served(create_app(settings)) as origin:
-        return _drive(f"{origin}/", texts, repeats, tokens)
+    from .runner import bench_app
+
+    app, _ = bench_app(build_dir, build_dir / "bench" / "models")
+    with served(app) as origin:
+        yield origin
 
 
-def _drive(base_url: str, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
-    url = base_url.rstrip("/") + "/?backend=wasm&prefetch=0"
-    proc = subprocess.run(["node", str(ROOT / "server" / "bench" / "lm_page.mjs"), url],
-                          input=json.dumps({"texts": texts, "repeats": repeats, "tokens": tokens}),
+def _node(script: Path, job: dict[str, Any], *args: str) -> dict[str, Any]:
+    proc = subprocess.run(["node", str(script), *args], input=json.dumps(job),
                           capture_output=True, text=True, cwd=ROOT, timeout=3600)
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
-        raise RuntimeError(f"lm_page.mjs failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    raw = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{script.name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def page(origin: str, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
+    """Our page in headless Chromium (server/bench/lm_page.mjs) at ``origin``."""
+    url = origin.rstrip("/") + "/?backend=wasm&prefetch=0"
+    raw = _node(ROOT / "server" / "bench" / "lm_page.mjs",
+                {"texts": texts, "repeats": repeats, "tokens": tokens,
+                 "prompt": prompt_of(texts[0])}, url)
     warm = raw["ours"]["warm"]
+    first = warm[:len(texts)]  # greedy: every repeat writes the same records
     return {"status": raw["status"], "memory": raw["memory"],
             "ours": {"cold_record_s": round(raw["ours"]["cold"]["ms"] / 1000, 3),
                      "record_s": _median([w["ms"] / 1000 for w in warm]),
                      "first_token_s": _median([w["first_token_ms"] / 1000 for w in warm]),
                      "decode_tok_s": _median([w["decode_tok_s"] for w in warm]),
-                     "valid": sum(bool(w["valid"]) for w in warm), "records": len(warm)},
+                     "new_tokens": _median([w["tokens"] for w in warm]),
+                     "valid": sum(bool(w["valid"]) for w in warm), "records": len(warm),
+                     "per_text": [{"record": w["record"], "text": w["text"], "tokens": w["tokens"]}
+                                  for w in first]},
             "plain_transformers_js": {"decode_tok_s": _median(raw["plain"]["decode_tok_s"]),
                                       "prompt_tokens": raw["plain"]["prompt_tokens"]}}
+
+
+def profile(origin: str, texts: list[str], repeats: int) -> dict[str, Any]:
+    """Our page's decode under Chromium's sampling profiler (lm_profile.mjs): self time in the
+    inference worker by part (ORT, Pyodide, web-xgrammar, pick ...), in ms per generated token."""
+    raw = _node(ROOT / "server" / "bench" / "lm_profile.mjs", {"texts": texts, "repeats": repeats},
+                origin + "/?backend=wasm&prefetch=0")
+    n = max(raw["tokens"], 1)
+    return {"tokens": raw["tokens"], "wall_ms_per_token": round(raw["wall_ms"] / n, 2),
+            "ms_per_token": {k: round(v / n, 2) for k, v in
+                             sorted(raw["categories"].items(), key=lambda kv: -kv[1])},
+            "top_ms_per_token": [[f, round(ms / n, 2)] for f, ms in raw["top"]]}
 
 
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +144,37 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
         out["page / native onnxruntime decode (constrained)"] = round(
             web["ours"]["decode_tok_s"] / native_decode, 3)
         out["page / native record time"] = round(web["ours"]["record_s"] / nat["record_s"]["median"], 3)
-    out["page / wllama decode"] = "not measured (wllama is not set up in this build)"
+    peer = report.get("wllama")
+    if web and peer:
+        best = peer["runs"][peer["best"]]
+        if web["ours"]["decode_tok_s"] and best["decode_tok_s"]:
+            out["page / wllama decode (grammar, best threads)"] = round(
+                web["ours"]["decode_tok_s"] / best["decode_tok_s"], 3)
+        if web["ours"]["decode_tok_s"] and best["free_decode_tok_s"]:
+            out["page / wllama decode (unconstrained)"] = round(
+                web["ours"]["decode_tok_s"] / best["free_decode_tok_s"], 3)
+        out["page / wllama record time"] = round(web["ours"]["record_s"] / best["record_s"], 3)
+    return out
+
+
+def _wllama(build_dir: Path, origin: str, texts: list[str], web: dict[str, Any],
+            repeats: int, budget_s: float) -> dict[str, Any]:
+    stage(build_dir)
+    per_text = web["ours"]["per_text"]
+    recs = records(texts, [t["record"] for t in per_text], [t["tokens"] for t in per_text])
+    out = measure_wllama(lambda script, job: _node(script, {**job, "origin": origin}),
+                         recs, repeats, budget_s)
+    # Greedy on the same codes (our q8 file stores the GGUF's): how often the records agree.
+    ours = [json.loads(t["text"]) if t["text"] else None for t in per_text]
+    for run in out["runs"].values():
+        theirs = []
+        for text in run.pop("texts"):
+            try:
+                theirs.append(json.loads(text))
+            except ValueError:
+                theirs.append(None)
+        run["same_record_as_page"] = sum(a is not None and a == b for a, b in zip(ours, theirs))
+        run["records_compared"] = len(theirs)
     return out
 
 
@@ -128,13 +186,20 @@ def run(context: dict[str, Any] | None = None) -> dict[str, Any]:
     repeats = int(context.get("repeats", 3))
     texts = _texts(int(context.get("records", 5)))
     tokens = int(context.get("tokens", 64))
-    sections = context.get("sections", ("native", "page"))
+    sections = context.get("sections", ("native", "page", "wllama"))
     report: dict[str, Any] = {"records": len(texts), "repeats": repeats, "tokens": tokens,
                               "targets": TARGETS}
     if "native" in sections:
         report["native"] = native(build_dir, texts, repeats, tokens)
     if "page" in sections:
-        report["page"] = page(build_dir, texts, repeats, tokens, context.get("base_url"))
+        with _origin(build_dir, context.get("base_url")) as origin:
+            report["page"] = page(origin, texts, repeats, tokens)
+            if "wllama" in sections:
+                report["wllama"] = _wllama(build_dir, origin, texts, report["page"], repeats,
+                                           float(context.get("wllama_budget_s", 240)))
+    if "profile" in sections:  # on request only: the profiler slows what it measures
+        with _origin(build_dir, context.get("base_url")) as origin:
+            report["profile"] = profile(origin, texts, repeats)
     report["ratios"] = ratios(report)
     return report
 
@@ -163,6 +228,20 @@ def section(ctx) -> dict[str, Any]:
                               "native onnxruntime", higher_is_better=True))
         pairs.append(Pair("extraction, time per record (warm)", ours["record_s"],
                           TARGETS["record_s_warm"], "s", "the 3 s target", 1.0))
+        peer = report.get("wllama")
+        if peer:
+            best = peer["runs"][peer["best"]]
+            name = f"wllama {peer['version']}, {best['threads']} thread(s), its JSON grammar"
+            if ours["decode_tok_s"] and best["decode_tok_s"]:
+                pairs.append(Pair("page decode", ours["decode_tok_s"], best["decode_tok_s"],
+                                  "tok/s", name, TARGETS["decode_vs_wllama"],
+                                  higher_is_better=True))
+            if ours["decode_tok_s"] and best["free_decode_tok_s"]:
+                pairs.append(Pair("page decode", ours["decode_tok_s"], best["free_decode_tok_s"],
+                                  "tok/s", f"wllama {best['threads']} thread(s), unconstrained",
+                                  TARGETS["decode_vs_wllama"], higher_is_better=True))
+            pairs.append(Pair("extraction, time per record (warm)", ours["record_s"],
+                              best["record_s"], "s", name))
         if web["memory"]["measured_bytes"]:
             pairs.append(Pair("page memory with both models", web["memory"]["measured_bytes"],
                               TARGETS["memory_bytes"], "bytes", "the 1.2 GB target", 1.0))
@@ -177,11 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--records", type=int, default=5, help="telemetry texts per repeat")
     parser.add_argument("--tokens", type=int, default=64, help="tokens per decode-speed run")
-    parser.add_argument("--sections", default="native,page")
+    parser.add_argument("--sections", default="native,page,wllama",
+                        help="wllama needs page (it extracts what the page extracted); profile "
+                             "(not by default): where the page's decode time goes")
+    parser.add_argument("--wllama-budget-s", type=float, default=240,
+                        help="seconds of wllama records per thread count (at least one record)")
     args = parser.parse_args(argv)
     report = run({"build_dir": args.build_dir, "base_url": args.base_url, "repeats": args.repeats,
                   "records": args.records, "tokens": args.tokens,
-                  "sections": args.sections.split(",")})
+                  "sections": args.sections.split(","),
+                  "wllama_budget_s": args.wllama_budget_s})
     for name, value in report["ratios"].items():
         print(f"{name:50s} {value}")
     if args.report:

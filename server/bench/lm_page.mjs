@@ -3,12 +3,12 @@
 // → one JSON object on stdout: our page's extraction timings and decode speed, the page's
 // measured memory with both models, and plain transformers.js `generate` on our q8 file in the
 // same page (same transformers.js + ORT build, same thread count).
-import { launchChromium, ownOriginPage } from "../chromium.mjs";
+import { assertOwnOrigin, launchChromium, ownOriginPage } from "../chromium.mjs";
 
 const [url] = process.argv.slice(2);
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
-const { texts, repeats, tokens } = JSON.parse(input);
+const { texts, repeats, tokens, prompt: extractionPrompt = null } = JSON.parse(input);
 const log = (line) => process.stderr.write(`${line}\n`);
 
 const browser = await launchChromium();
@@ -31,6 +31,7 @@ try {
       });
       return { ms: performance.now() - started, tokens: n, first_token_ms: first - started,
                decode_tok_s: n > 1 ? (n - 1) / ((last - first) / 1000) : null, valid: r.valid,
+               record: r.output?.record ?? null, text: r.output?.text ?? null,
                generation: r.output?.record !== undefined ? r.timings_ms : null };
     };
     const cold = await one(texts[0]);
@@ -49,9 +50,10 @@ try {
   log(`memory: ${JSON.stringify(memory)}`);
 
   // Plain transformers.js generate on our q8 file, in the page's main thread (a second ORT
-  // instance, after the memory measurement): greedy, `tokens` new tokens, prompt of the first
-  // text's extraction prompt length class (the same rendered chat prompt).
-  const plain = await page.evaluate(async ([tokens, repeats, threads]) => {
+  // instance, after the memory measurement): greedy, unconstrained, `tokens` new tokens after
+  // the first text's rendered extraction prompt (`prompt`, from Python), so that both decode at
+  // the same context length (the KV cache our page copies per step grows with it).
+  const plain = await page.evaluate(async ([tokens, repeats, threads, extractionPrompt]) => {
     const cfg = JSON.parse(document.getElementById("config").textContent);
     const t = await import(new URL(`${cfg.runtimeBase}transformers/transformers.min.js`, location.origin).href);
     t.env.allowRemoteModels = false;
@@ -65,7 +67,7 @@ try {
     const model = await t.AutoModelForCausalLM.from_pretrained(id, {
       dtype: "q8", device: "wasm", session_options: { extra: { session: { disable_quant_qdq: "1" } } },
     });
-    const prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n" +
+    const prompt = extractionPrompt ?? "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n" +
       "<|im_start|>user\nDescribe what to check when a server fan fails: Error: Fan speed threshold exceeded on Node 4B.<|im_end|>\n<|im_start|>assistant\n";
     const inputs = tokenizer(prompt, { add_special_tokens: false });
     const time = async (n) => {
@@ -81,8 +83,9 @@ try {
       rates.push(tokens / ((many - one) / 1000));
     }
     return { decode_tok_s: rates, prompt_tokens: inputs.input_ids.dims[1] };
-  }, [tokens, repeats, status.threads]);
+  }, [tokens, repeats, status.threads, extractionPrompt]);
   log(`plain transformers.js: ${JSON.stringify(plain)}`);
+  assertOwnOrigin(page);
   process.stdout.write(JSON.stringify({ status: { backend: status.backend, threads: status.threads },
                                         ours, memory, plain }) + "\n");
 } finally {

@@ -50,7 +50,8 @@ class Pair:
 class ByteCounter:
     """Response body bytes the server sent, by kind of file, since the last ``take()``."""
 
-    KINDS = (("runtime", "/runtime/"), ("model", "/models/"), ("model", "/bench/models/"))
+    KINDS = (("runtime", "/runtime/"), ("model", "/models/"), ("model", "/bench/models/"),
+             ("model", "/bench/wllama/model.gguf"), ("runtime", "/bench/wllama/"))
 
     def __init__(self, app):
         self.app = app
@@ -105,10 +106,11 @@ class BenchContext:
 
 def bench_app(build_dir: Path, reference_dir: Path):
     """The app as `edge-triage serve` runs it, plus /bench/static (web/bench), /bench/models (the
-    reference export) and /bench/bytes (GET: bytes sent since the last call, by kind)."""
-    from fastapi.responses import JSONResponse
+    reference export), /bench/wllama.html and /bench/wllama/ (wllama's files and the GGUF, staged
+    by server/bench/wllama.py) and /bench/bytes (GET: bytes sent since the last call, by kind)."""
+    from fastapi.responses import FileResponse, JSONResponse
 
-    from ..app import create_app
+    from ..app import CONTENT_SECURITY_POLICY, create_app
     from ..assets import Assets
     from ..settings import Settings
 
@@ -120,6 +122,17 @@ def bench_app(build_dir: Path, reference_dir: Path):
     def taken() -> JSONResponse:
         return JSONResponse(counter.take())
 
+    # wllama starts its worker and llama.cpp's threads from blob: URLs of inlined code; only this
+    # bench page allows that (the app's policy allows workers from 'self' only).
+    wllama_csp = CONTENT_SECURITY_POLICY.replace("worker-src 'self'", "worker-src 'self' blob:")
+
+    @app.get("/bench/wllama.html", include_in_schema=False)
+    def wllama_page() -> FileResponse:
+        return FileResponse(settings.web_dir / "bench" / "wllama.html",
+                            headers={"Content-Security-Policy": wllama_csp})
+
+    app.mount("/bench/wllama", Assets(build_dir / "bench" / "wllama", immutable=False),
+              name="bench-wllama")
     app.mount("/bench/static", Assets(settings.web_dir / "bench", immutable=False), name="bench")
     app.mount("/bench/models", Assets(reference_dir, immutable=True), name="bench-models")
     return counter, app.state.site

@@ -92,6 +92,7 @@ def test_embeddings_do_not_depend_on_batch_composition(encoder):
 
 def test_second_build_uses_the_cache(tmp_path, monkeypatch, encoder_dir):
     cached = encoder_dir.resolve()
+    monkeypatch.setattr(build_mod.finetune, "finetuned_packs", lambda: {})
     monkeypatch.setattr(build_mod, "BUILDERS", {
         encoder.NAME: (encoder.build_key, lambda *a: pytest.fail("rebuilt a cached model")),
     })

@@ -64,3 +64,46 @@ def test_encoder_dtype_setting_is_validated():
     assert Settings.from_env({"EDGE_TRIAGE_ENCODER_DTYPE": "uint8"}).encoder_dtype == "uint8"
     with pytest.raises(ValueError, match="q8 or uint8"):
         Settings.from_env({"EDGE_TRIAGE_ENCODER_DTYPE": "int4"})
+
+
+def test_wllama_records_use_the_pages_prompt_and_narrowed_schema():
+    from pyapp.tasks.hybrid import telemetry_extract
+    from server.bench import wllama
+
+    task = telemetry_extract()
+    record = {"category": task.schema["properties"]["category"]["enum"][0], "severity": "error",
+              "component_kind": "node", "component": "fan", "action_required": True,
+              "summary": "x"}
+    narrowed, full = wllama.records(["Fan 2 stalled\x00", "Disk full"], [record, None], [40, 0])
+    assert narrowed["prompt"] == task.prompt("Fan 2 stalled").render()  # cleaned as the engine does
+    assert narrowed["prompt"].endswith("<|im_start|>assistant\n") and narrowed["tokens"] == 40
+    assert narrowed["schema"]["properties"]["severity"]["enum"] == ["error"]
+    assert narrowed["schema"]["properties"]["summary"] == task.schema["properties"]["summary"]
+    assert full["schema"] == task.schema and full["tokens"] == 2  # no record: the whole schema
+
+
+def test_lm_ratios_compare_the_page_with_wllamas_best_thread_count():
+    from server.bench.lm import ratios
+
+    web = {"ours": {"decode_tok_s": 30.0, "record_s": 2.0},
+           "plain_transformers_js": {"decode_tok_s": 30.0}, "memory": {"measured_bytes": None}}
+    peer = {"best": "1", "runs": {"1": {"decode_tok_s": 20.0, "free_decode_tok_s": 25.0,
+                                        "record_s": 4.0}}}
+    out = ratios({"page": web, "wllama": peer})
+    assert out["page / wllama decode (grammar, best threads)"] == 1.5
+    assert out["page / wllama decode (unconstrained)"] == 1.2
+    assert out["page / wllama record time"] == 0.5
+
+
+def test_bench_serves_the_wllama_page_with_blob_workers_allowed_there_only(build_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from server.bench.runner import bench_app
+
+    counter, _ = bench_app(build_dir, tmp_path)
+    with TestClient(counter) as client:
+        page = client.get("/bench/wllama.html")
+        assert page.status_code == 200 and "/bench/static/wllama.js" in page.text
+        assert "worker-src 'self' blob:" in page.headers["content-security-policy"]
+        assert page.headers["cross-origin-embedder-policy"] == "require-corp"  # isolated: threads
+        assert "blob:" not in client.get("/").headers["content-security-policy"]

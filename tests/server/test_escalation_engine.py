@@ -39,6 +39,21 @@ def test_a_classification_case_opens_only_the_encoder(build_dir: Path):
     assert list(engines._backends) == ["classification"]  # no language model was loaded
 
 
+def test_a_case_of_a_pack_with_its_own_encoder_runs_on_that_encoder(build_dir: Path):
+    from models.build import encoder_manifest, load_manifests
+    from pyapp.tasks.clinc import ENCODER
+
+    if encoder_manifest(load_manifests(build_dir / "models"), ENCODER) is None:
+        pytest.skip("no fine-tuned encoder in build/ (CLINC150 data absent at build time)")
+    engines = EscalationEngines(Settings(build_dir=build_dir, escalation_model="browser"))
+    handler = EngineHandler(engines.open)
+    answer = asyncio.run(handler.resolve(a_case(
+        task="clinc150-intent", text="what is my checking account balance",
+        local_result={"output": {"label": "balance", "confidence": 0.5, "scores": {}}})))
+    assert answer["output"]["label"] == "balance"
+    assert list(engines._backends) == [f"classification:{ENCODER}"]
+
+
 def test_an_unknown_escalation_model_is_named_in_the_error(build_dir: Path, tmp_path):
     engines = EscalationEngines(Settings(build_dir=build_dir, escalation_model="no-such-model"))
     with pytest.raises(EscalationModelError, match="'no-such-model' is not built"):
