@@ -64,8 +64,17 @@ try {
     t.env.backends.onnx.wasm.numThreads = threads;
     const id = cfg.lm.model_id;
     const tokenizer = await t.AutoTokenizer.from_pretrained(id);
+    // Our q8 graph's float weights are external data folded from the GGUF codes beside it
+    // (web/lmweights.js, as the page does): handed to onnxruntime through session_options.
+    const base = new URL(`${cfg.modelsBase}${id}/onnx/`, location.origin);
+    const plan = await (await fetch(new URL("model_quantized.fold.json", base))).json();
+    const codes = new Uint8Array(await (await fetch(new URL(plan.codes, base))).arrayBuffer());
+    const { externalData } = await import(new URL(`${cfg.base}static/lmweights.js`, location.origin).href);
     const model = await t.AutoModelForCausalLM.from_pretrained(id, {
-      dtype: "q8", device: "wasm", session_options: { extra: { session: { disable_quant_qdq: "1" } } },
+      dtype: "q8", device: "wasm", session_options: {
+        extra: { session: { disable_quant_qdq: "1" } },
+        externalData: [{ path: plan.data, data: externalData(plan, codes) }],
+      },
     });
     const prompt = extractionPrompt ?? "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n" +
       "<|im_start|>user\nDescribe what to check when a server fan fails: Error: Fan speed threshold exceeded on Node 4B.<|im_end|>\n<|im_start|>assistant\n";
