@@ -6,9 +6,10 @@ the first case of that kind (a classification case never loads a language model)
 - extraction tasks: the *escalation model* (``EDGE_TRIAGE_ESCALATION_MODEL``): a server model
   imported from GGUF (``edge-triage models import``, ``make escalation-engine``) run natively by
   llama.cpp, chosen by name, or by default the largest one built whose measured memory fits
-  ``EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES``; ``browser`` (or no server model built) runs the
-  browser's own ONNX model, which mostly gives the same answer again, so the server says so in
-  its log.
+  ``EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES``; or, by name, a language model imported for the
+  browser (``models import --for browser``: ONNX, run by onnxruntime); ``browser`` (or no server
+  model built) runs the browser's own ONNX model, which mostly gives the same answer again, so
+  the server says so in its log.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def choose_server_model(settings: Settings):
                         f"escalation model {m.model_id} needs {m.estimated_memory_bytes:,} bytes, "
                         f"over EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES="
                         f"{settings.server_memory_budget_bytes:,}")
+                return m
+        from models.build import load_manifests
+
+        # A language model imported for the browser (ONNX): onnxruntime runs it here too.
+        for m in load_manifests(settings.models_dir):
+            if m.task == "text-generation" and m.imported and wanted in (m.model_id, m.name):
                 return m
         built = ", ".join(m.model_id for m in manifests) or "none"
         raise EscalationModelError(f"EDGE_TRIAGE_ESCALATION_MODEL={wanted!r} is not built under "
@@ -91,6 +98,9 @@ class EscalationEngines:
             log.warning("extraction escalations run on the browser's own model (no server model "
                         "imported; see `make escalation-engine`)")
             return open_generator(build, threads=threads)
+        if chosen.runtime == "onnxruntime":
+            log.info("extraction escalations run on %s (imported, onnxruntime)", chosen.model_id)
+            return open_generator(build, threads=threads, model=chosen.model_id)
         from models.cpython.gguf import GgufTextGenerator
 
         log.info("extraction escalations run on %s (llama.cpp)", chosen.model_id)

@@ -100,6 +100,22 @@ def test_no_more_than_the_configured_cases_run_at_once(engine):
         assert peak[0] == concurrency
 
 
+def test_an_imported_onnx_model_answers_an_escalated_extraction(build_dir: Path):
+    """The handler on a model brought with `models import --for browser` (SmolLM2 as a Hugging
+    Face folder, tests/models/imported_lm.py), named by EDGE_TRIAGE_ESCALATION_MODEL: opened on
+    the first extraction case, under onnxruntime, its answer says which model gave it."""
+    from tests.models.imported_lm import ensure_imported
+
+    imported = ensure_imported(build_dir)
+    engines = EscalationEngines(Settings(build_dir=build_dir, escalation_model=imported.name))
+    answer = asyncio.run(EngineHandler(engines.open).resolve(
+        a_case(task="telemetry-extract", text=EXTRACT)))
+    assert answer["model"] == imported.model_id
+    assert answer["valid"] is True
+    assert answer["output"]["record"]["severity"] in ("info", "warning", "error", "critical")
+    assert list(engines._backends) == ["extraction"]
+
+
 @needs_llama_cpp
 @pytest.mark.slow
 def test_an_imported_gguf_answers_an_escalated_extraction_natively(build_dir: Path, tmp_path):
