@@ -91,7 +91,10 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
         chosen = choose_server_model(Settings(build_dir=build_dir, escalation_model=model))
     if chosen is None:
         raise SystemExit("no server model imported: run `make escalation-engine`")
-    big = Engine(GgufTextGenerator.from_dir(build_dir / "server-models" / chosen.model_id))
+    if chosen.runtime == "onnxruntime":  # a language model imported for the browser
+        big = Engine(open_generator(build_dir, model=chosen.model_id))
+    else:
+        big = Engine(GgufTextGenerator.from_dir(build_dir / "server-models" / chosen.model_id))
     asyncio.run(big.load([task_name]))
     texts = [selected[i]["text"] for i in escalated]
     second = _run_all(big, task_name, texts, log, chosen.model_id)
@@ -102,7 +105,7 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
     return {
         "task": task_name, "data": DEV_DATA[task_name], "selection": note,
         "records": len(selected), "escalated": len(escalated),
-        "browser_model": {"model": small.encoder.manifest.model_id,
+        "browser_model": {"model": small.backend.manifest.model_id,
                           "local_share": 1 - len(escalated) / len(selected) if selected else 0,
                           **browser},
         "escalation_model": {"model": chosen.model_id,
