@@ -514,6 +514,11 @@ def _insert_encoder_section(markdown: str, reports: dict[str, dict],
             lines.append(f"| {tuned} | {label} | {r['in_scope_accuracy']:.4f} | "
                          f"{rt['answered']:.4f} | {rt['local_accuracy']:.4f} | "
                          f"{_fmt(rt['oos_escalated'])} | {_fmt(auroc)} |")
+    return _before_calibration(markdown, lines)
+
+
+def _before_calibration(markdown: str, lines: list[str]) -> str:
+    """``lines`` as a section placed before the calibration section (or at the end)."""
     section = "\n".join(lines) + "\n\n"
     marker = "## Calibration"
     return markdown.replace(marker, section + marker, 1) if marker in markdown else markdown + section
@@ -543,9 +548,7 @@ def _insert_scope_section(markdown: str, scope_rows: dict[str, list[dict]]) -> s
             lines.append(f"| {name} | {method} | {scope_t} | {intent_t} | {_fmt(r['answered'])} | "
                          f"{_fmt(r['local_accuracy'])} | {_fmt(r['oos_escalated'])} | "
                          f"{_fmt(r['auroc'])} |")
-    section = "\n".join(lines) + "\n\n"
-    marker = "## Calibration"
-    return markdown.replace(marker, section + marker, 1) if marker in markdown else markdown + section
+    return _before_calibration(markdown, lines)
 
 
 def _fmt(x: float) -> str:
