@@ -25,13 +25,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from models.manifest import ModelManifest
+from models.manifest import ModelManifest, slug
 
 from .cache import cache_root, content_key, link_tree, list_files, sha256_file
 from .gguf_source import GgufInfo, ModelImportError, inspect_gguf
@@ -56,10 +55,6 @@ def rss_bytes() -> int:
     except OSError:
         pass
     return 0
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "model"
 
 
 def write_tokenizer(info: GgufInfo, out: Path) -> None:
@@ -297,7 +292,7 @@ def import_browser_lm(path: Path, build_dir: Path, budget_bytes: int = DEFAULT_B
                                    f"{manifest.estimated_memory_bytes:,} bytes in onnxruntime-web, "
                                    f"over the budget of {budget_bytes:,}; nothing imported")
 
-    return build_imported(f"{llm.slug(source.name)}-import", key, build,
+    return build_imported(f"{slug(source.name)}-import", key, build,
                           Path(build_dir) / "models", log, accept)
 
 

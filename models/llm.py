@@ -23,7 +23,6 @@ file against that reference without loading transformers.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.manifest import ModelManifest
+from models.manifest import ModelManifest, slug
 
 from .cache import content_key, list_files
 from .lmexport import (CHECK_PROMPTS, CHECK_TOKENS, MAX_TOKENS, chat_prompt, export_fp32,  # noqa: F401
@@ -77,7 +76,7 @@ def build_key(source: LmSource | None = None) -> str:
     # The built-in model's key is unchanged by the import pipeline (its cache stays valid).
     if source.kind == "gguf" and source.path.name == GGUF:
         return content_key([*parts, source.path])
-    return content_key([*parts, source.kind, source.digest()])
+    return content_key([*parts, source.kind, source.digest])
 
 
 
@@ -495,7 +494,7 @@ def build_llm(out: Path, key: str, log: Log = print, source: LmSource | None = N
     config = json.loads((out / "config.json").read_text())
     provenance = dict(source.provenance)
     if source.kind != "gguf" or source.path.name != GGUF:
-        provenance.setdefault("sha256", source.digest())
+        provenance.setdefault("sha256", source.digest)
     manifest = ModelManifest(
         name=source.name,
         model_id=f"{slug(source.name)}-{key[:12]}",
@@ -514,10 +513,6 @@ def build_llm(out: Path, key: str, log: Log = print, source: LmSource | None = N
     )
     (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
     return manifest
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "model"
 
 
 def _prefix(a: list[int], b: list[int]) -> int:

@@ -20,6 +20,7 @@ tokenizer, an encoder where a language model is needed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -49,8 +50,10 @@ class LmSource:
     provenance: dict[str, str] = field(default_factory=dict)
     architecture: str = ""
 
+    @functools.cached_property
     def digest(self) -> str:
-        """Content hash of everything the build reads from the source."""
+        """Content hash of everything the build reads from the source (hashed once: a folder
+        holds the whole float model)."""
         if self.path.is_file():
             return self.provenance.get("sha256") or sha256_file(self.path)
         h = hashlib.sha256()

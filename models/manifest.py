@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+
+def slug(text: str) -> str:
+    """A model name as the start of a model id (a folder name and URL path segment).
+
+    >>> slug("Qwen2.5 Coder 1.5B Instruct GGUF")
+    'Qwen2.5-Coder-1.5B-Instruct-GGUF'
+    """
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "model"
 
 
 class ModelFile(BaseModel):

@@ -48,7 +48,7 @@ def _tokenizer_json() -> str:
 def test_a_hugging_face_causal_lm_folder_is_recognised(tmp_path):
     source = inspect_source(hf_like(tmp_path))
     assert (source.kind, source.architecture) == ("hf", "llama")
-    assert len(source.digest()) == 64
+    assert len(source.digest) == 64
 
 
 def test_an_encoder_folder_is_not_a_language_model(tmp_path):
