@@ -121,8 +121,11 @@ async function downloadModel(config, encoder) {
       progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`),
   });
   const files = await store.ensure(config.modelsBase, manifest);
+  // Keep every model this deployment uses, whichever one this call downloaded (a task's own
+  // encoder, loaded later, must not evict the base encoder or the language model).
   const taskEncoders = Object.values(config.taskEncoders ?? {}).map((e) => e.model_id);
-  await store.prune(config.modelsBase, [encoder.model_id, ...taskEncoders, ...(config.lm ? [config.lm.model_id] : [])]);
+  await store.prune(config.modelsBase, [config.encoder.model_id, encoder.model_id, ...taskEncoders,
+    ...(config.lm ? [config.lm.model_id] : [])]);
   return { files, stats: store.stats };
 }
 

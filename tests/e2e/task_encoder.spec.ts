@@ -17,4 +17,9 @@ test("the pack's own encoder is fetched on its first query, not at boot", async 
   const r: any = await classify(app, "what is my checking account balance", "clinc150-intent");
   expect(r.output.label).toBe("balance");
   expect(weights().length).toBeGreaterThan(0);
+  // Loading it kept the base encoder's verified shards (a reload offline still boots).
+  const cached = await app.evaluate(async () =>
+    (await (await caches.open("edge-triage-models-v1")).keys()).map((r) => new URL(r.url).pathname));
+  expect(cached.some((p: string) => p.includes(`/models/${config.encoder.model_id}/`))).toBe(true);
+  expect(cached.some((p: string) => p.includes(`/models/${own}/`))).toBe(true);
 });
