@@ -45,13 +45,20 @@ class Generation:
     #: Decoding looped or reached the closing reserve of its budget (``generation.closing``): the
     #: JSON was closed as soon as the grammar allowed, so a value may have been cut short.
     closed_early: bool = False
+    #: For each of ``choices``: the index in ``token_ids`` of the token chosen, and the text
+    #: decoded before it (``finish``), which tells a task which field the choice was about.
+    choice_at: list[int] = field(default_factory=list)
+    choice_prefixes: list[str] = field(default_factory=list)
 
     def finish(self, text: str, prompt_tokens: int, requested: int, budget: int,
-               elapsed_s: float) -> Generation:
+               elapsed_s: float, decode: Callable[[list[int]], str] | None = None) -> Generation:
         """What both runtimes fill in after the loop, the same way: a token limit set by the
-        context window (``budget`` < ``requested``) is reported as "context"."""
+        context window (``budget`` < ``requested``) is reported as "context"; with ``decode``,
+        the text before each choice."""
         if budget < requested and self.stop_reason == "max_new_tokens":
             self.stop_reason = "context"
+        if decode is not None:
+            self.choice_prefixes = [decode(self.token_ids[:k]) for k in self.choice_at]
         self.text = text
         self.prompt_tokens = prompt_tokens
         self.timings["total_s"] = elapsed_s
@@ -77,6 +84,48 @@ class Kernel(Protocol):
 # Steps with more allowed tokens than this are free text (strings, numbers): their
 # probabilities say how the model phrases something, not which answer it chose.
 CHOICE_MAX = 64
+#: Inside a JSON string a token is avoided when it would write a sequence of this many tokens
+#: that (a) is already in the same string, or (b) is in the task's fixed instructions; unless
+#: the rest of the prompt (the input, retrieved examples) has that sequence too, as a copy of
+#: the input may repeat itself ("0:0:0:0") and may share words with the instructions. A 135M
+#: model otherwise repeats phrases in free text ("Crashed, stuck, failed, Crashed, …") until
+#: closing mode cuts the value short, and fills a field with the instruction that describes it
+#: ("the affected part as the line names it").
+NO_REPEAT = 3
+
+
+def ngrams(ids: list[int], n: int = NO_REPEAT) -> set[tuple[int, ...]]:
+    return {tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)}
+
+
+def echo_index(fixed: list[int], rest: list[int], n: int = NO_REPEAT) -> dict[tuple[int, ...], set[int]]:
+    """First ``n - 1`` tokens → last tokens of the ``n``-token sequences of ``fixed`` that
+    ``rest`` does not have.
+
+    >>> echo_index([4, 5, 6, 7], [5, 6, 7], n=3)
+    {(4, 5): {6}}
+    """
+    index: dict[tuple[int, ...], set[int]] = {}
+    for gram in ngrams(fixed, n) - ngrams(rest, n):
+        index.setdefault(gram[:-1], set()).add(gram[-1])
+    return index
+
+
+def repeating(written: list[int], allowed: set[tuple[int, ...]], n: int = NO_REPEAT) -> list[int]:
+    """The tokens that would end a repeat of an ``n``-token sequence of ``written`` (not in
+    ``allowed``).
+
+    >>> repeating([7, 1, 2, 3, 1, 2], set())
+    [3]
+    >>> repeating([7, 1, 2, 3, 1, 2], {(1, 2, 3)})
+    []
+    """
+    if len(written) < n:
+        return []
+    head = tuple(written[len(written) - n + 1:])
+    return [written[i + n - 1] for i in range(len(written) - n + 1)
+            if tuple(written[i:i + n - 1]) == head
+            and head + (written[i + n - 1],) not in allowed]
 
 
 def decode_greedy(model: StepModel, prompt_ids: list[int], **options: Any) -> Generation:
@@ -101,8 +150,8 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
                               eos_ids: frozenset[int],
                               cancel: Callable[[], bool] | None = None,
                               on_token: Callable[[int], None] | None = None,
-                              closing: tuple[int, list[Any], dict[int, str]] | None = None
-                              ) -> Generation:
+                              closing: tuple[int, list[Any], dict[int, str]] | None = None,
+                              fixed: int = 0) -> Generation:
     """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``: the one decode
     loop of both runtimes. Under CPython the model, cursor and kernel are numpy/onnxruntime
     objects (``models.cpython``); in the browser they are small JS pieces that keep the logits,
@@ -114,7 +163,9 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     soon as the grammar is finished (the stop token it would force is not run through the
     model). ``cancel`` is polled before each forward pass, so a cancel stops within one token.
     ``closing`` = (tokens after which to close, the kernel's masks of ``CLOSING_GROUPS``, the
-    ``quote_tokens``): see ``generation.closing``; only with a cursor.
+    ``quote_tokens``): see ``generation.closing``; only with a cursor. With it, inside strings
+    the loop also avoids repeating itself or the first ``fixed`` prompt tokens, the task's
+    instructions (``NO_REPEAT``).
     """
     clock = time.perf_counter
     t0 = clock()
@@ -123,10 +174,14 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     bitmask = cursor.new_bitmask() if cursor is not None else None
     out: list[int] = []
     choices: list[float] = []
+    choice_at: list[int] = []
     reason: StopReason = "max_new_tokens"
     close_at, groups, quotes = closing if closing and cursor is not None else (None, [], {})
     closed = False
     text_state = (False, False)  # inside a string, after a backslash (closing.string_state)
+    string_start = 0  # index in ``out`` of the token that opened the current string
+    input_ngrams = ngrams(prompt_ids[fixed:]) if quotes else set()
+    echo = echo_index(prompt_ids[:fixed], prompt_ids[fixed:]) if quotes and fixed else {}
     while len(out) < max_new_tokens:
         if cancel is not None and cancel():
             reason = "cancelled"
@@ -140,6 +195,12 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
         if closed:
             prefer = [groups[i] for i in IN_STRING_GROUPS] if text_state[0] else groups
             avoid = out[-AVOID_WINDOW:]
+        elif text_state[0]:
+            written = out[string_start:]
+            avoid = repeating(written, input_ngrams)
+            if echo and len(written) >= NO_REPEAT - 1:
+                avoid += echo.get(tuple(written[len(written) - NO_REPEAT + 1:]), ())
+            avoid = avoid or None
         token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
         if cursor is not None:
             if not cursor.accept(token):
@@ -147,12 +208,17 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
         timings["constraint_s"] += clock() - t
         if 1 < allowed <= CHOICE_MAX:
             choices.append(prob)
+            choice_at.append(len(out))
         if token in eos_ids:
             reason = "eos"
             break
         out.append(token)
-        text_state = string_state(text_state, quotes[token]) if token in quotes \
-            else (text_state[0], False)
+        if token in quotes:
+            text_state = string_state(text_state, quotes[token])
+            if text_state[0]:  # a string opened (or an escaped quote: the window restarts)
+                string_start = len(out) - 1
+        else:
+            text_state = (text_state[0], False)
         if on_token is not None:
             on_token(token)
         if cursor is not None and cursor.is_finished():
@@ -164,4 +230,5 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
         state = await _ready(model.step(state, token))
         timings["forward_s"] += clock() - t
     timings["decode_tokens"] = float(len(out))
-    return Generation(out, reason, choices, timings=timings, closed_early=closed)
+    return Generation(out, reason, choices, timings=timings, closed_early=closed,
+                      choice_at=choice_at)

@@ -58,6 +58,30 @@ CASES = {
     "a loop is left where no closer is allowed": dict(
         script=[5], cursor={"any": [5, 6, 9], "last": 9}, groups=[[11]], close_at=50,
         max_new_tokens=60, expect=dict(token_ids=[5] * 8 + [6, 9], closed_early=True)),
+    # Inside a string (3 opens it, 8 closes it) the model would write "5 6" a third time: the
+    # token that would repeat the 3-token sequence 6 5 6 → 5 is avoided, the runner-up 7 written.
+    "a phrase is not repeated inside a string": dict(
+        script=[3, 5, 6, 5, 6, 5, 8], cursor={"any": [3, 5, 6, 7, 8], "last": 8}, groups=[[9]],
+        close_at=50, quotes={3: '"', 8: '"}'}, expect=dict(token_ids=[3, 5, 6, 5, 6, 7, 8])),
+    # ... unless the prompt has that sequence too (a copy of the input may repeat itself).
+    "a repeat the prompt has is allowed": dict(
+        script=[3, 5, 6, 5, 6, 5, 8], cursor={"any": [3, 5, 6, 7, 8], "last": 8}, groups=[[9]],
+        close_at=50, quotes={3: '"', 8: '"}'}, prompt=[1, 6, 5, 6, 5],
+        expect=dict(token_ids=[3, 5, 6, 5, 6, 5, 8])),
+    # The first 4 prompt tokens are the task's instructions, with the phrase 5 6 9 that the rest
+    # of the prompt does not have: inside a string the model may not write it out again.
+    "the instructions are not echoed into a string": dict(
+        script=[3, 5, 6, 9, 8], cursor={"any": [3, 5, 6, 7, 8, 9], "last": 8}, groups=[[11]],
+        close_at=50, quotes={3: '"', 8: '"}'}, prompt=[1, 5, 6, 9, 2], fixed=4,
+        expect=dict(token_ids=[3, 5, 6, 7, 8])),
+    "what the input has too may be copied": dict(
+        script=[3, 5, 6, 9, 8], cursor={"any": [3, 5, 6, 7, 8, 9], "last": 8}, groups=[[11]],
+        close_at=50, quotes={3: '"', 8: '"}'}, prompt=[1, 5, 6, 9, 2, 5, 6, 9], fixed=4,
+        expect=dict(token_ids=[3, 5, 6, 9, 8])),
+    # Outside strings (structure, numbers) nothing is avoided: "5 6 5 6 5" stands.
+    "outside a string a repeat is not avoided": dict(
+        script=[5, 6, 5, 6, 5, 9], cursor={"any": [5, 6, 7, 9], "last": 9}, groups=[[11]],
+        close_at=50, quotes={3: '"'}, expect=dict(token_ids=[5, 6, 5, 6, 5, 9])),
 }
 
 
@@ -73,6 +97,7 @@ def pieces(case: dict):
         closing = (case["close_at"], kernel.group_masks(case["groups"]), case.get("quotes", {}))
     options = dict(kernel=kernel, cursor=cursor, max_new_tokens=case.get("max_new_tokens", 10),
                    eos_ids=frozenset({0}), on_token=emitted.append, closing=closing,
+                   fixed=case.get("fixed", 0),
                    cancel=(lambda: len(emitted) >= case["cancel_after"])
                    if "cancel_after" in case else None)
     return ScriptedModel(case["script"]), options
@@ -113,7 +138,7 @@ def check(gen, expect: dict) -> None:
 @pytest.mark.parametrize("name", CASES)
 def test_loop(name):
     model, options = pieces(CASES[name])
-    check(decode_greedy(model, [1], **options), CASES[name]["expect"])
+    check(decode_greedy(model, CASES[name].get("prompt", [1]), **options), CASES[name]["expect"])
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -121,7 +146,8 @@ def test_loop_with_asynchronous_pieces(name):
     model, options = pieces(CASES[name])
     if options["cursor"] is not None:
         options["cursor"] = AsyncCursor(options["cursor"])
-    check(asyncio.run(decode_greedy_async(AsyncModel(model), [1], **options)),
+    check(asyncio.run(decode_greedy_async(AsyncModel(model), CASES[name].get("prompt", [1]),
+                                          **options)),
           CASES[name]["expect"])
 
 
