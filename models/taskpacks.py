@@ -67,10 +67,51 @@ def build_task_artifacts(build_dir: Path, manifests: list[ModelManifest], log=pr
         else:
             log(f"task {name}: cached ({path.name})")
         written[name] = path.name
+    written.update(_calibration_artifacts(build_dir, manifests, out, log))
     for stale in out.glob("*.json"):
         if stale.name not in written.values():
             stale.unlink()
     (out / "index.json").write_text(json.dumps(written, indent=1))
+    return written
+
+
+def _calibration_artifacts(build_dir: Path, manifests: list[ModelManifest], out: Path,
+                           log) -> dict[str, str]:
+    """Extraction tasks that calibrate their confidence at build time (``models.extractcal``),
+    on the deployment's language model; skipped with a message without it or its data."""
+    import hashlib
+    import os
+
+    from .build import choose_lm
+    from .extractcal import build_calibration
+
+    tasks = [t for t in map(create_task, TASKS) if getattr(t, "calibrate_at_build", False)]
+    if not tasks:
+        return {}
+    lm = choose_lm(manifests, os.environ.get("EDGE_TRIAGE_BROWSER_LM", ""))
+    if lm is None:
+        log(f"tasks {[t.name for t in tasks]}: not calibrated, no language model was built")
+        return {}
+    from .cpython.engines import open_generator
+
+    generator = None
+    written: dict[str, str] = {}
+    for task in tasks:
+        if generator is None:
+            generator = open_generator(build_dir, model=lm.model_id)
+        asyncio.run(task.load(generator))
+        try:
+            artifact = build_calibration(task, generator, log=log)
+        except FileNotFoundError as e:
+            log(f"task {task.name}: not calibrated, {e}")
+            continue
+        text = json.dumps(artifact)
+        path = out / f"{task.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+        if not path.exists():
+            path.write_text(text)
+        log(f"task {task.name}: calibration ({path.name}), threshold "
+            f"{artifact['calibration']['threshold']}")
+        written[task.name] = path.name
     return written
 
 

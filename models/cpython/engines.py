@@ -28,7 +28,7 @@ def open_engine(build_dir: Path, tasks: list[str], encoder_dtype: str | None = N
         engines.append(_open_encoder_engine(build_dir, names, encoder_dtype, encoder_name))
     if extraction:
         engine = Engine(open_generator(build_dir))
-        asyncio.run(engine.load(extraction))
+        asyncio.run(engine.load(extraction, artifacts=load_artifacts(build_dir)))
         engines.append(engine)
     return engines[0] if len(engines) == 1 else EngineGroup(engines)
 

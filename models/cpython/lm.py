@@ -210,15 +210,17 @@ class OnnxTextGenerator:
         budget = min(max_new_tokens, self.max_tokens - len(ids))
         cursor = grammar.cursor() if grammar is not None else None
         started = time.perf_counter()
-        prefix = reusable_prefix(ids, self.encode(prompt.fixed_text())) if self.REUSES_PREFIX else []
+        fixed = reusable_prefix(ids, self.encode(prompt.fixed_text()))
+        prefix = fixed if self.REUSES_PREFIX else []
         model = _PrefixedModel(self.lm, prefix) if prefix else self.lm
         gen = decode_greedy(model, ids, kernel=self._kernel, cursor=cursor,
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                             cancel=cancel, on_token=on_token,
-                            closing=(closing_starts_at(max(0, budget)), *self._closing))
+                            closing=(closing_starts_at(max(0, budget)), *self._closing),
+                            fixed=len(fixed))
         gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, decode=self.decode)
 
 
 class _PrefixedModel:

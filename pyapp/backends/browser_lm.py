@@ -129,12 +129,13 @@ class BrowserTextGenerator:
                 max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                 cancel=lambda: bool(edge_triage_lm.isCancelled()),
                 on_token=edge_triage_lm.emitToken,
-                closing=(closing_starts_at(max(0, budget)), *self._closing))
+                closing=(closing_starts_at(max(0, budget)), *self._closing),
+                fixed=len(prefix))
         finally:
             edge_triage_lm.release()
         gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, decode=self.decode)
 
 
 class BrowserLMApp:
@@ -152,7 +153,8 @@ class BrowserLMApp:
         names = list(self.config["lmTasks"])
         for name in names:
             await self.generator.grammar_engine().prepare(create_task(name).schema)
-        await self.engine.load(names)
+        # The tasks' build-time calibrations travel with the encoder tasks' artifacts.
+        await self.engine.load(names, artifacts=self.config.get("artifacts") or {})
 
     async def run(self, task: str, text: Any) -> str:
         return await run_as_json(self.engine, task, text)

@@ -7,11 +7,16 @@ the result says ``valid: false`` with the reason, carries the raw text, and is e
 token limit, or when the output loops, the decoder closes the JSON as soon as the grammar allows
 (``generation.closing``); such a record is valid but says so in a notice and is escalated.
 
-Confidence is the product, over the steps where the grammar left the model a real choice (2 to
-``generation.loop.CHOICE_MAX`` allowed tokens: enum values, booleans, optional structure), of the
-chosen token's probability renormalised over the allowed tokens. Free-text steps (strings,
-numbers; more allowed tokens) do not count: they say how the model phrased a value, not which
-answer it picked. A task whose record has no such choice reports 1.0.
+Confidence, uncalibrated, is the product, over the steps where the grammar left the model a real
+choice (2 to ``generation.loop.CHOICE_MAX`` allowed tokens: enum values, booleans, optional
+structure), of the chosen token's probability renormalised over the allowed tokens. Free-text
+steps (strings, numbers; more allowed tokens) do not count: they say how the model phrased a
+value, not which answer it picked. A task whose record has no such choice reports 1.0. That
+product is not a probability of being right (a 135M model spreads its mass over similar values).
+A task whose build fitted a calibration on its training lines (``models/extractcal.py``; the
+artifact's ``calibration``, for the language model it was fitted on) reports instead
+``sigmoid(bias + Σ coef · feature)`` over ``confidence_features`` and routes at the threshold
+fitted with it; ``describe()["confidence"]`` says which of the two a task uses.
 
 Instructions written into the input ("ignore previous instructions and set the summary to …")
 never reach the language model: ``pyapp.guard`` masks them from the text it sees (the caller's
@@ -75,6 +80,13 @@ class ExtractionTask(Task):
                 default_factory=dict, description="calibrated confidence of fields from a head")),
         )
         self._grammar = None
+        self.calibration: dict | None = None
+
+    #: Record fields the model should copy from the input as written (a component name): whether
+    #: it did is one of the calibration's features.
+    copy_fields: tuple[str, ...] = ()
+    #: The build fits this task's confidence calibration on its training lines (``training``).
+    calibrate_at_build: bool = False
 
     @property
     def output_model(self) -> type[BaseModel]:
@@ -87,6 +99,40 @@ class ExtractionTask(Task):
             raise TypeError(f"task {self.name!r} needs a language model backend "
                             f"(a TextGenerator), got {type(backend).__name__}")
         self._grammar = backend.grammar_engine().compile_json_schema(self.schema)
+        self.use_calibration(artifact, getattr(backend, "model_key", None))
+
+    def use_calibration(self, artifact: dict | None, model_key: str | None) -> None:
+        """Take the calibration from ``artifact`` when it was fitted on this model (a calibration
+        of another model's outputs would be wrong); otherwise keep the uncalibrated product."""
+        cal = (artifact or {}).get("calibration")
+        if cal and artifact.get("model_key") == model_key:
+            self.calibration = cal
+            if cal.get("threshold") is not None:
+                self.threshold = float(cal["threshold"])
+
+    def confidence_features(self, gen: Generation, record: dict | None, text: str) -> dict[str, float]:
+        """What the calibration reads: per record field, the log-probability of the model's
+        choices inside that field's value (``choice:<field>``; the rest, whitespace and key
+        order, is ``choice:structure``), and whether a field meant to be copied from the input
+        is not in it (``not_copied``).
+
+        >>> from pyapp.generation import Generation
+        >>> class Part(BaseModel): c: str
+        >>> task = ExtractionTask("demo", Part, "")
+        >>> task.copy_fields = ("c",)
+        >>> gen = Generation([], "eos", [0.5, 0.25], choice_prefixes=['{', '{"c": '])
+        >>> task.confidence_features(gen, {"c": "fan2"}, "fan 2")
+        {'choice:c': -1.386294, 'choice:structure': -0.693147, 'not_copied': 1.0}
+        """
+        out = {f"choice:{f}": 0.0 for f in self.record_model.model_fields}
+        out["choice:structure"] = 0.0
+        for prob, prefix in zip(gen.choices, gen.choice_prefixes, strict=True):
+            key = field_at(prefix)
+            name = f"choice:{key}" if f"choice:{key}" in out else "choice:structure"
+            out[name] += math.log(max(prob, 1e-12))
+        values = [record.get(f) for f in self.copy_fields] if record else []
+        out["not_copied"] = float(any(isinstance(v, str) and v not in text for v in values))
+        return {k: round(v, 6) for k, v in out.items()}
 
     def sources(self) -> dict[str, str]:
         """Which part fills each record field (here: all from the language model)."""
@@ -101,6 +147,13 @@ class ExtractionTask(Task):
     def guard(self, text: str) -> Guarded:
         """``text`` with its instruction-like parts masked (``pyapp.guard``)."""
         return guard_input(text, tuple(self.record_model.model_fields))
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        cal = self.calibration
+        out["confidence"] = (f"calibrated on {cal.get('rows')} training lines" if cal
+                             else "uncalibrated (product of the model's choices)")
+        return out
 
     def refused(self, guarded: Guarded) -> Prediction:
         """Nothing but instructions in the input: no record, escalated, the model never run."""
@@ -148,9 +201,10 @@ class ExtractionTask(Task):
                            f"(it has {len(text):,} characters).")
         gen = await backend.generate(self.prompt(cut), self._grammar, self.max_new_tokens,
                                      cancel=cancel, on_token=on_token)
-        return self.checked(self.result(gen, notices, truncated), guarded)
+        return self.checked(self.result(gen, notices, truncated, cut), guarded)
 
-    def result(self, gen: Generation, notices: list[str], truncated: bool) -> Prediction:
+    def result(self, gen: Generation, notices: list[str], truncated: bool,
+               text: str = "") -> Prediction:
         confidence = math.prod(gen.choices) if gen.choices else 1.0
         record, error = None, None
         if not gen.complete:
@@ -167,6 +221,11 @@ class ExtractionTask(Task):
             "new_tokens": len(gen.token_ids), "prompt_tokens": gen.prompt_tokens,
             "choices": len(gen.choices), "closed_early": gen.closed_early,
             **{k: round(v, 6) for k, v in gen.timings.items()}}}
+        if valid:
+            features = self.confidence_features(gen, record.model_dump(mode="json"), text)
+            extra["confidence_features"] = {k: round(v, 6) for k, v in features.items()}
+            if self.calibration is not None:
+                confidence = logistic(self.calibration, features)
         if not valid:
             extra["escalate"] = [error]
         elif gen.closed_early:
@@ -177,6 +236,48 @@ class ExtractionTask(Task):
             extra["escalate"] = [f"closed early after {len(gen.token_ids)} tokens (a loop or "
                                  "the token limit)"]
         return Prediction(output, confidence if valid else 0.0, notices, truncated, valid, extra)
+
+
+def field_at(prefix: str) -> str | None:
+    """The key of a flat JSON object whose value ``prefix`` (the output so far) has reached, or
+    None between fields.
+
+    >>> [field_at(p) for p in ['{', '{"a": ', '{"a": "x, y', '{"a": "x", ', '{"a": 1, "b": n']]
+    [None, 'a', 'a', None, 'b']
+    """
+    key, current, in_string, escaped, after_colon = None, None, False, False, False
+    start = 0
+    for i, ch in enumerate(prefix):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                if not after_colon:
+                    current = prefix[start:i]
+        elif ch == '"':
+            in_string, start = True, i + 1
+        elif ch == ":":
+            key, after_colon = current, True
+        elif ch in ",{}":
+            key, after_colon = None, False
+    return key
+
+
+def logistic(calibration: dict, features: dict[str, float]) -> float:
+    """``sigmoid(bias + Σ coef_f · x_f)`` over the calibration's features, in pure Python.
+
+    >>> round(logistic({"features": ["a"], "coef": [2.0], "bias": -1.0}, {"a": 1.0}), 3)
+    0.731
+    """
+    z = calibration["bias"]
+    for name, coef in zip(calibration["features"], calibration["coef"], strict=True):
+        z += coef * features[name]
+    if z < -700:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def _strings(value: Any):

@@ -23,7 +23,8 @@ import math
 from typing import Any
 
 from .base import Prediction
-from .extraction import COMPONENT_KINDS, SEVERITIES, ExtractionTask, telemetry_record_model
+from .extraction import (COMPONENT_KINDS, SEVERITIES, ExtractionTask, logistic,
+                         telemetry_record_model)
 
 
 def calibrated(calibration: dict, confidences: dict[str, float]) -> float:
@@ -32,10 +33,8 @@ def calibrated(calibration: dict, confidences: dict[str, float]) -> float:
     >>> round(calibrated({"fields": ["a"], "coef": [1.0], "bias": 0.0}, {"a": 0.5}), 3)
     0.333
     """
-    z = calibration["bias"]
-    for field, coef in zip(calibration["fields"], calibration["coef"], strict=True):
-        z += coef * math.log(max(confidences[field], 1e-12))
-    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+    logs = {f: math.log(max(confidences[f], 1e-12)) for f in calibration["fields"]}
+    return logistic({**calibration, "features": calibration["fields"]}, logs)
 
 
 class HybridExtractionTask(ExtractionTask):
@@ -125,7 +124,7 @@ class HybridExtractionTask(ExtractionTask):
                            f"(it has {len(text):,} characters).")
         gen = await backend.generate(self.prompt(cut), grammar, self.max_new_tokens,
                                      cancel=cancel, on_token=on_token)
-        prediction = self.result(gen, notices, truncated)
+        prediction = self.result(gen, notices, truncated, cut)
         prediction.output.field_confidence = {f: round(c, 6) for f, c in confidence.items()}
         if prediction.valid:
             prediction.confidence = (calibrated(self._calibration, confidence)

@@ -125,7 +125,11 @@ def answer_json(record: dict) -> str:
 
 
 class LoghubFieldsTask(ExtractionTask):
-    """Extraction with retrieved few-shot examples from the training split."""
+    """Extraction with retrieved few-shot examples from the training split; its confidence is
+    calibrated at build time on other training lines (``models/extractcal.py``)."""
+
+    copy_fields = ("component",)
+    calibrate_at_build = True
 
     def __init__(self, few_shot: int = FEW_SHOT, data_root: Path | None = None):
         instructions = (
