@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..generation import Prompt
+from .base import DEFAULT_THRESHOLD
 from .extraction import ExtractionTask
 from .loghub import HELDOUT_PERCENT, SYSTEMS, TrainingData
 
@@ -165,6 +166,12 @@ class LoghubFieldsTask(ExtractionTask):
             self._index = ExampleIndex(train)
             self._training_info = {"file": DATA_FILE, "sha256": hashlib.sha256(raw).hexdigest(),
                                    "heldout_percent": HELDOUT_PERCENT, "examples": len(train)}
+        # The calibration was fitted on outputs prompted with examples from this very file: it
+        # says nothing of zero-shot outputs (the page has no data file) or other examples.
+        fitted_on = ((artifact or {}).get("training") or {}).get("sha256")
+        if self.calibration is not None and fitted_on != self._training_info.get("sha256"):
+            self.calibration = None
+            self.threshold = DEFAULT_THRESHOLD
 
     def examples(self, text: str) -> list[dict]:
         return self._index.nearest(text, self.few_shot) if self._index else []

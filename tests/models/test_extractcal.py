@@ -84,3 +84,21 @@ def test_the_build_ships_a_calibration_for_the_built_language_model(build_dir):
     task = engine.task("loghub-fields")
     assert task.calibration == cal
     assert engine.backend.model_key == artifact["model_key"]
+
+
+def test_zero_shot_loghub_fields_does_not_use_a_few_shot_calibration(build_dir, tmp_path):
+    """The page has no data file, so loghub-fields runs zero-shot there: a calibration fitted on
+    few-shot outputs must not route those (it falls back to the default threshold)."""
+    import asyncio
+
+    from models.cpython.engines import load_artifacts, open_generator
+    from pyapp.tasks.loghub_fields import LoghubFieldsTask
+
+    artifact = load_artifacts(build_dir)["loghub-fields"]
+    generator = open_generator(build_dir)
+    with_examples = LoghubFieldsTask()
+    asyncio.run(with_examples.load(generator, artifact))
+    assert with_examples.calibration == artifact["calibration"]
+    zero_shot = LoghubFieldsTask(data_root=tmp_path)  # no loghub/dev.jsonl there
+    asyncio.run(zero_shot.load(generator, artifact))
+    assert zero_shot.calibration is None and zero_shot.threshold == 0.85
