@@ -91,6 +91,8 @@ escalation-engine: build  ## optional: llama.cpp binding + Qwen2.5-Coder-1.5B es
 
 escalation-bench: escalation-engine  ## escalation model vs browser model on escalated dev cases
 	$(BIN)/edge-triage escalation-bench --limit 60 --report reports/escalation.json
+	$(BIN)/edge-triage escalation-bench --task telemetry-extract --limit 60 \
+		--report reports/escalation-telemetry.json
 
 clean:  ## remove build output (the model cache in ~/.cache/edge-triage stays)
 	rm -rf build test-results playwright-report

@@ -113,7 +113,7 @@ def cmd_escalation_bench(args) -> int:
 
     report = run_escalation_bench(Path(args.build_dir), args.task, args.limit, args.model,
                                   log=lambda line: print(line, file=sys.stderr, flush=True),
-                                  wait_s=args.wait_for_model)
+                                  wait_s=args.wait_for_model, max_escalated=args.max_escalated)
     text = json.dumps(report, indent=2)
     if args.report:
         Path(args.report).write_text(text)
@@ -166,6 +166,9 @@ def add_import_commands(models, sub) -> None:
     eb.add_argument("--task", default="loghub-fields")
     eb.add_argument("--limit", type=int, default=60,
                     help="held-out records run through the browser's model first (spread)")
+    eb.add_argument("--max-escalated", type=int, default=None, metavar="N",
+                    help="run at most N of the escalated records (spread) on the escalation "
+                    "model: it takes minutes a case on a small CPU")
     eb.add_argument("--model", default="", help="server model id (default: the largest built)")
     eb.add_argument("--report", metavar="OUT.json")
     eb.add_argument("--wait-for-model", type=float, default=0.0, metavar="S",

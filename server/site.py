@@ -21,7 +21,7 @@ from .settings import Settings
 
 # web/ files the page and worker load (the app shell).
 SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "lmweights.js", "pick.js",
-         "outbox.js", "modelstore.js", "style.css", "icon.svg", "icons/icon-192.png",
+         "memory.js", "outbox.js", "modelstore.js", "style.css", "icon.svg", "icons/icon-192.png",
          "icons/icon-512.png")
 
 

@@ -12,7 +12,10 @@
 //                               with valid: false, stop_reason "cancelled" (escalated)
 //   edgeTriage.status()         {state, stage, backend, threads, crossOriginIsolated, ...}
 //   edgeTriage.outbox()         Promise<[{key, task, text, status, answer, attempts, ...}]>
+//   edgeTriage.memoryUse()      Promise<bytes | null>: the page's measured memory, workers included
+//                               (web/memory.js), null where the page is not cross-origin isolated
 import { requestedBackend } from "./env.js";
+import { memoryMeter } from "./memory.js";
 import { EscalationOutbox, SYNC_TAG } from "./outbox.js";
 
 const config = JSON.parse(document.getElementById("config").textContent);
@@ -186,11 +189,11 @@ const serviceWorker = registerServiceWorker().catch((err) => {
   state.serviceWorker = `failed: ${err.message}`;
 });
 
+// Only available to cross-origin isolated pages; may take a while (it waits for a GC).
+const measuredMemory = memoryMeter(() => performance.measureUserAgentSpecificMemory());
 async function memoryUse() {
-  // Only available to cross-origin isolated pages; may take a while (it waits for a GC).
   if (!self.crossOriginIsolated || !performance.measureUserAgentSpecificMemory) return null;
-  const { bytes } = await performance.measureUserAgentSpecificMemory();
-  return bytes;
+  return measuredMemory();
 }
 
 function status() {

@@ -10,6 +10,22 @@ def test_dot_and_normalize():
     assert vectors.normalize([0.0, 0.0]) == [0.0, 0.0]
 
 
+def test_dot_is_the_exactly_rounded_sum_of_the_products_and_checks_lengths():
+    import random
+
+    import pytest
+
+    rng = random.Random(3)
+    for _ in range(200):
+        a = [rng.gauss(0, 1) for _ in range(384)]
+        b = [rng.gauss(0, 1) for _ in range(384)]
+        assert vectors.dot(a, b) == math.fsum(x * y for x, y in zip(a, b))
+    # Cancellation a plain left-to-right sum gets wrong.
+    assert vectors.dot([1e16, 1.0, -1e16], [1.0, 1.0, 1.0]) == 1.0
+    with pytest.raises(ValueError):
+        vectors.dot([1.0, 2.0], [1.0])
+
+
 def test_mean():
     assert vectors.mean([[1.0, 2.0], [3.0, 6.0]]) == [2.0, 4.0]
 

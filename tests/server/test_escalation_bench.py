@@ -1,6 +1,7 @@
-"""`edge-triage escalation-bench` end to end on real models: the browser's model on held-out
-loghub-fields lines, then the escalated ones on an escalation model (here the imported ONNX
-model of tests/models/imported_lm.py, so it runs without llama.cpp), scored against the labels."""
+"""`edge-triage escalation-bench` end to end on real models: the browser's side on held-out
+loghub-fields or telemetry-extract lines, then the escalated ones on an escalation model (here the
+imported ONNX model of tests/models/imported_lm.py, so it runs without llama.cpp), scored against
+the labels."""
 
 from __future__ import annotations
 
@@ -28,3 +29,40 @@ def test_the_bench_scores_both_models_on_the_escalated_cases(build_dir: Path):
         assert report[side]["seconds_per_case"]["mean"] > 0
     for row in report["rows"]:
         assert set(row["gold"]) == {"system", "level", "component"}
+
+
+def test_telemetry_extract_is_scored_on_held_out_templates_with_heads_on_the_browser_side(
+        build_dir: Path):
+    """The page's telemetry-extract (encoder heads + language model) against the handler's engine
+    for it (the escalation model alone, every field), on the three labelled fields."""
+    import json
+
+    from models.trainingdata import data_root
+    from pyapp.tasks.telemetry_labels import FIELDS, gold_record, template_split
+    from tests.models.imported_lm import ensure_imported
+
+    path = data_root() / DEV_DATA["telemetry-extract"]
+    if not path.exists():
+        pytest.skip("loghub data not found")
+    imported = ensure_imported(build_dir)
+    # Two lines spread through the held-out templates: the browser's side answers the first
+    # locally and escalates the second (it escalates ~95 % of held-out lines).
+    report = run_escalation_bench(build_dir, "telemetry-extract", limit=2,
+                                  model=imported.model_id, log=lambda line: None)
+    assert report["records"] == 2 and report["fields"] == list(FIELDS)
+    assert report["escalated"] >= 1 and report["escalated"] == len(report["rows"])
+    browser, server = report["browser_model"], report["escalation_model"]
+    assert browser["heads_encoder"] and server["model"] == imported.model_id
+    for field in FIELDS:
+        assert browser["sources"][field].endswith("(encoder head)")
+        assert server["sources"][field] == "language model"  # no heads in the handler's engine
+    by_text = {r["text"]: r for r in map(json.loads, path.read_text().splitlines())}
+    for row in report["rows"]:
+        record = by_text[row["text"]]
+        assert template_split(record) == "heldout" and row["gold"] == gold_record(record)
+    for name, side in (("browser", browser), ("escalation", server)):
+        for field in FIELDS:
+            right = [r[name] is not None and r[name][field] == r["gold"][field]
+                     for r in report["rows"]]
+            assert side["exact_match"][field] == sum(right) / len(right)
+        assert side["seconds_per_case"]["mean"] > 0
