@@ -99,7 +99,9 @@ class BrowserTextGenerator:
         return json.loads(edge_triage_lm.encode(text))
 
     def decode(self, ids: list[int]) -> str:
-        return edge_triage_lm.decode(json.dumps(ids))
+        # transformers.js refuses an empty list; CPython's tokenizer decodes it to "" (the text
+        # before a choice made at the first token).
+        return edge_triage_lm.decode(json.dumps(ids)) if ids else ""
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
         """``text`` cut at a token boundary to at most ``max_tokens`` tokens (as CPython's, which
