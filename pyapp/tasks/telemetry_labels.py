@@ -7,7 +7,12 @@ template is not labelled has none (it is neither trained on nor scored).
 
 The split is by template (``TemplateTrainingData.split_of_record``): every line of a template is
 on the same side, so the heads trained on these labels and the evaluation never share a template.
-Read only under CPython (build and evaluation); the browser never opens the file.
+Field reports (``telemetry_reports.json``, the same guide): the ``telemetry-triage`` examples
+(``pyapp/tasks/telemetry.py``), short messages in a person's words, labelled with the same three
+fields. They train the heads beside the templates (never scored: they are not Loghub lines), so
+that a head trained only on machine log templates does not call "PSU 2 failed" software.
+
+Read only under CPython (build and evaluation); the browser never opens either file.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ LABELS_FILE = Path(__file__).with_name("telemetry_templates.json")
 #: sha256[:12] of LABELS_FILE: the labels' version in the heads' training key, so the browser,
 #: which loads the trained heads, never ships or reads the file (a test checks it is current).
 LABELS_DIGEST = "c87eb5c3215a"
+REPORTS_FILE = Path(__file__).with_name("telemetry_reports.json")
+#: sha256[:12] of REPORTS_FILE, for the same reason.
+REPORTS_DIGEST = "bd92e5d85e33"
 DATA_FILE = "loghub/dev.jsonl"
 HELDOUT_PERCENT = 30
 #: The labelled fields, in record order.
@@ -48,6 +56,28 @@ def template_labels() -> dict[tuple[str, str], dict]:
                                  f"of {sorted(allowed[f])}")
         out[key] = {f: entry[f] for f in FIELDS}
     return out
+
+
+@lru_cache(maxsize=1)
+def report_records() -> tuple[dict, ...]:
+    """The labelled field reports: ``{text, category, severity, component_kind}``, one for each
+    ``telemetry-triage`` example, its category the example's label (the file is checked)."""
+    from .telemetry import LABELS
+
+    allowed = {"severity": set(SEVERITIES), "component_kind": set(COMPONENT_KINDS)}
+    expected = {e: label.name for label in LABELS for e in label.examples}
+    entries = json.loads(REPORTS_FILE.read_text(encoding="utf-8"))
+    for i, entry in enumerate(entries):
+        if expected.get(entry.get("text")) != entry.get("category"):
+            raise ValueError(f"{REPORTS_FILE.name} entry {i}: not a telemetry-triage example "
+                             f"with that category: {entry.get('text')!r}")
+        for f, values in allowed.items():
+            if entry.get(f) not in values:
+                raise ValueError(f"{REPORTS_FILE.name} entry {i}: {f} {entry.get(f)!r} is not "
+                                 f"one of {sorted(values)}")
+    if sorted(e["text"] for e in entries) != sorted(expected):
+        raise ValueError(f"{REPORTS_FILE.name} must label every telemetry-triage example once")
+    return tuple({f: e[f] for f in ("text", *FIELDS)} for e in entries)
 
 
 def gold_record(record: dict) -> dict | None:
@@ -83,7 +113,8 @@ def field_training(field: str | None) -> TemplateTrainingData:
         return gold if gold is None or field is None else gold[field]
 
     return TemplateTrainingData(DATA_FILE, label_of, version=f"telemetry-{field or 'record'}/"
-                                f"labels-{LABELS_DIGEST}", heldout_percent=HELDOUT_PERCENT)
+                                f"labels-{LABELS_DIGEST}/reports-{REPORTS_DIGEST}",
+                                heldout_percent=HELDOUT_PERCENT)
 
 
 def _head(name: str, labels: tuple[str, ...], field: str, description: str) -> LinearHeadTask:

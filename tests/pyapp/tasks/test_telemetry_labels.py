@@ -87,3 +87,19 @@ def test_the_pinned_labels_digest_is_the_files():
     import hashlib
 
     assert LABELS_DIGEST == hashlib.sha256(LABELS_FILE.read_bytes()).hexdigest()[:12]
+
+
+def test_the_pinned_reports_digest_is_the_files():
+    import hashlib
+
+    from pyapp.tasks.telemetry_labels import REPORTS_DIGEST, REPORTS_FILE
+
+    assert REPORTS_DIGEST == hashlib.sha256(REPORTS_FILE.read_bytes()).hexdigest()[:12]
+
+
+def test_every_field_report_is_a_triage_example_with_its_category():
+    from pyapp.tasks.telemetry import LABELS
+    from pyapp.tasks.telemetry_labels import report_records
+
+    reports = {r["text"]: r["category"] for r in report_records()}
+    assert reports == {e: label.name for label in LABELS for e in label.examples}
