@@ -38,3 +38,17 @@ export function pick(logits, vocabSize, bitmask, prefer = null, avoid = null) {
   }
   return [best, 1 / sum, allowed];
 }
+
+// The one token the bitmask allows, or -1 when it allows several or none, as
+// models/cpython/sampling.py GreedyKernel.forced: such a token needs no logits.
+export function forced(bitmask, vocabSize) {
+  if (!bitmask) return -1;
+  let token = -1;
+  for (let w = 0; w < bitmask.length; w++) {
+    const word = bitmask[w] >>> 0;
+    if (word === 0) continue;
+    if (token >= 0 || (word & (word - 1)) !== 0) return -1;
+    token = w * 32 + (31 - Math.clz32(word));
+  }
+  return token < vocabSize ? token : -1;
+}

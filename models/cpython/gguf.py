@@ -76,6 +76,14 @@ class LlamaCppCausalLM:
         self._llm.eval([token])
         return DecodeState(self._logits(), None, state.length + 1)
 
+    def extend(self, state: DecodeState, tokens: list[int]) -> DecodeState:
+        """Several tokens in one ``eval`` (the grammar's forced tokens)."""
+        if self._llm.n_tokens != state.length:
+            raise RuntimeError(f"llama.cpp context holds {self._llm.n_tokens} tokens, "
+                               f"the decode state {state.length}")
+        self._llm.eval(tokens)
+        return DecodeState(self._logits(), None, state.length + len(tokens))
+
     def greedy(self, ids: list[int], n: int) -> list[int]:
         return greedy_continuation(self, ids, n)
 

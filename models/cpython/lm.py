@@ -104,6 +104,10 @@ class OnnxCausalLM:
     def step(self, state: DecodeState, token: int) -> DecodeState:
         return self._run([token], state.cache, state.length)
 
+    def extend(self, state: DecodeState, tokens: list[int]) -> DecodeState:
+        """Several tokens in one forward pass (the grammar's forced tokens)."""
+        return self._run(tokens, state.cache, state.length)
+
     def _run(self, ids: list[int], past: list, offset: int) -> DecodeState:
         np = self._np
         n = len(ids)
@@ -234,3 +238,6 @@ class _PrefixedModel:
 
     def step(self, state: DecodeState, token: int) -> DecodeState:
         return self._lm.step(state, token)
+
+    def extend(self, state: DecodeState, tokens: list[int]) -> DecodeState:
+        return self._lm.extend(state, tokens)

@@ -61,6 +61,24 @@ class GreedyKernel:
             return token, 1.0, 1
         return token, float(1.0 / np.exp(masked - masked[token]).sum()), n
 
+    def forced(self, bitmask: Any) -> int | None:
+        """The one token ``bitmask`` allows, or None when it allows several (or none).
+
+        >>> import numpy as np
+        >>> k = GreedyKernel(64)
+        >>> k.forced(np.array([0, 1 << 5], dtype=np.int32)), k.forced(np.array([3, 0], dtype=np.int32))
+        (37, None)
+        """
+        np = self._np
+        words = np.flatnonzero(bitmask)
+        if len(words) != 1:
+            return None
+        word = int(bitmask[words[0]]) & 0xFFFFFFFF
+        if word & (word - 1):
+            return None
+        token = int(words[0]) * 32 + word.bit_length() - 1
+        return token if token < self.vocab_size else None
+
     def _bits(self, bitmask: Any) -> Any:
         np = self._np
         return np.unpackbits(bitmask.view(np.uint8), bitorder="little")[: self.vocab_size].astype(bool)

@@ -32,6 +32,10 @@ class JsStepModel:
         await edge_triage_lm.step(token)
         return DecodeState(None, None, state.length + 1)
 
+    async def extend(self, state: DecodeState, tokens: list[int]) -> DecodeState:
+        await edge_triage_lm.extend(json.dumps(tokens))
+        return DecodeState(None, None, state.length + len(tokens))
+
 
 class JsCursor:
     """The grammar cursor of one decode: web-xgrammar's matcher for the compiled schema ``key``."""
@@ -66,3 +70,7 @@ class JsKernel:
             json.dumps(prefer) if prefer is not None else None,
             json.dumps(avoid) if avoid else None).to_py()
         return int(token), float(prob), int(allowed)
+
+    def forced(self, bitmask: Any) -> int | None:
+        token = int(edge_triage_lm.forced())
+        return token if token >= 0 else None

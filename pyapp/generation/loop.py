@@ -24,7 +24,9 @@ class DecodeState:
 
 
 class StepModel(Protocol):
-    """``start`` and ``step`` return the state, or (in the browser) a coroutine of it."""
+    """``start`` and ``step`` return the state, or (in the browser) a coroutine of it. A model
+    may also have ``extend(state, tokens)``: several tokens in one forward pass (as a prefill
+    continuing from the cache); without it the loop steps them one by one."""
 
     def start(self, ids: list[int]) -> DecodeState | Awaitable[DecodeState]: ...
     def step(self, state: DecodeState, token: int) -> DecodeState | Awaitable[DecodeState]: ...
@@ -79,6 +81,7 @@ class Cursor(Protocol):
 class Kernel(Protocol):
     def pick(self, logits: Any, bitmask: Any | None, prefer: list[Any] | None = None,
              avoid: list[int] | None = None) -> tuple[int, float, int]: ...
+    def forced(self, bitmask: Any) -> int | None: ...
 
 
 # Steps with more allowed tokens than this are free text (strings, numbers): their
@@ -145,6 +148,16 @@ async def _ready(value: Any) -> Any:
     return await value if hasattr(value, "__await__") else value
 
 
+async def _advance(model: StepModel, state: DecodeState, tokens: list[int]) -> DecodeState:
+    """The state after ``tokens``: one forward pass for all of them when the model can."""
+    extend = getattr(model, "extend", None)
+    if len(tokens) > 1 and extend is not None:
+        return await _ready(extend(state, tokens))
+    for token in tokens:
+        state = await _ready(model.step(state, token))
+    return state
+
+
 async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel: Kernel,
                               cursor: Cursor | None, max_new_tokens: int,
                               eos_ids: frozenset[int],
@@ -166,6 +179,12 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     ``quote_tokens``): see ``generation.closing``; only with a cursor. With it, inside strings
     the loop also avoids repeating itself or the first ``fixed`` prompt tokens, the task's
     instructions (``NO_REPEAT``).
+
+    A token the grammar forces (the only one allowed: JSON structure, a key, an enum narrowed to
+    one value) is chosen without the model's logits; it and the tokens before it not yet run
+    go through the model in one forward pass when the next logits are needed (``extend``).
+    In a telemetry record ~26 of ~60 tokens are forced. Greedy output is the same in exact
+    arithmetic; in float a batched pass may round differently from single steps.
     """
     clock = time.perf_counter
     t0 = clock()
@@ -173,6 +192,7 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     timings = {"prefill_s": clock() - t0, "forward_s": 0.0, "constraint_s": 0.0}
     bitmask = cursor.new_bitmask() if cursor is not None else None
     out: list[int] = []
+    pending: list[int] = []  # accepted tokens not yet run through the model
     choices: list[float] = []
     choice_at: list[int] = []
     reason: StopReason = "max_new_tokens"
@@ -182,6 +202,7 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     string_start = 0  # index in ``out`` of the token that opened the current string
     input_ngrams = ngrams(prompt_ids[fixed:]) if quotes else set()
     echo = echo_index(prompt_ids[:fixed], prompt_ids[fixed:]) if quotes and fixed else {}
+    forced = getattr(kernel, "forced", None)
     while len(out) < max_new_tokens:
         if cancel is not None and cancel():
             reason = "cancelled"
@@ -191,17 +212,28 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
             await _ready(cursor.fill_bitmask(bitmask))
         if close_at is not None and not closed and (len(out) >= close_at or repeats(out)):
             closed = True  # and stays on
-        prefer, avoid = None, None
-        if closed:
-            prefer = [groups[i] for i in IN_STRING_GROUPS] if text_state[0] else groups
-            avoid = out[-AVOID_WINDOW:]
-        elif text_state[0]:
-            written = out[string_start:]
-            avoid = repeating(written, input_ngrams)
-            if echo and len(written) >= NO_REPEAT - 1:
-                avoid += echo.get(tuple(written[len(written) - NO_REPEAT + 1:]), ())
-            avoid = avoid or None
-        token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
+        only = forced(bitmask) if forced is not None and cursor is not None else None
+        if only is not None:
+            token, prob, allowed = only, 1.0, 1
+        else:
+            if pending:
+                timings["constraint_s"] += clock() - t
+                t = clock()
+                state = await _advance(model, state, pending)
+                timings["forward_s"] += clock() - t
+                pending = []
+                t = clock()
+            prefer, avoid = None, None
+            if closed:
+                prefer = [groups[i] for i in IN_STRING_GROUPS] if text_state[0] else groups
+                avoid = out[-AVOID_WINDOW:]
+            elif text_state[0]:
+                written = out[string_start:]
+                avoid = repeating(written, input_ngrams)
+                if echo and len(written) >= NO_REPEAT - 1:
+                    avoid += echo.get(tuple(written[len(written) - NO_REPEAT + 1:]), ())
+                avoid = avoid or None
+            token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
         if cursor is not None:
             if not cursor.accept(token):
                 raise RuntimeError(f"grammar rejected token {token} it allowed")
@@ -226,9 +258,7 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
             break
         if len(out) >= max_new_tokens:
             break
-        t = clock()
-        state = await _ready(model.step(state, token))
-        timings["forward_s"] += clock() - t
+        pending.append(token)  # run through the model when the next logits are needed
     timings["decode_tokens"] = float(len(out))
     return Generation(out, reason, choices, timings=timings, closed_early=closed,
                       choice_at=choice_at)

@@ -1,7 +1,7 @@
 // web/pick.js under node for tests/pyapp/generation/test_pick_js.py.
-// stdin: {vocab, picks: [{logits, allowed, prefer, avoid}]}; stdout: [[token, prob, allowed], ...].
+// stdin: {vocab, picks: [{logits, allowed, prefer, avoid}]}; stdout: [[token, prob, allowed, forced], ...].
 import { readFileSync } from "node:fs";
-import { pick } from "../../../web/pick.js";
+import { forced, pick } from "../../../web/pick.js";
 
 const { vocab: V, picks } = JSON.parse(readFileSync(0, "utf8"));
 
@@ -11,6 +11,7 @@ function bitmaskOf(ids) {
   return words;
 }
 
-process.stdout.write(JSON.stringify(picks.map(({ logits, allowed, prefer, avoid }) =>
-  pick(Float32Array.from(logits), V, allowed ? bitmaskOf(allowed) : null,
-       prefer ? prefer.map((ids) => Int32Array.from(ids)) : null, avoid ? new Set(avoid) : null))));
+process.stdout.write(JSON.stringify(picks.map(({ logits, allowed, prefer, avoid }) => [
+  ...pick(Float32Array.from(logits), V, allowed ? bitmaskOf(allowed) : null,
+          prefer ? prefer.map((ids) => Int32Array.from(ids)) : null, avoid ? new Set(avoid) : null),
+  forced(allowed ? bitmaskOf(allowed) : null, V)])));

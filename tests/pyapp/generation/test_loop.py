@@ -135,3 +135,49 @@ def test_preferred_pick_keeps_the_probability_over_all_allowed_tokens():
     token, prob, allowed = kernel.pick(logits, bitmask, kernel.group_masks([[9]]))
     assert (token, allowed) == (9, 2)
     assert prob == pytest.approx(np.exp(1.0) / (np.exp(1.0) + np.exp(3.0)), rel=1e-6)
+
+
+class PositionModel:
+    """Logits by position (``script[i]`` favoured for the i-th new token), whichever way the
+    tokens before it were run; records the forward passes."""
+
+    def __init__(self, script, prompt_len=3, batched=True):
+        self.script, self.prompt_len, self.passes = script, prompt_len, []
+        if not batched:
+            self.extend = None
+
+    def _state(self, length):
+        logits = np.zeros(VOCAB, dtype=np.float32)
+        logits[self.script[min(length - self.prompt_len, len(self.script) - 1)]] = 5.0
+        logits[7] = 4.0
+        return DecodeState(logits, None, length)
+
+    def start(self, ids):
+        return self._state(len(ids))
+
+    def step(self, state, token):
+        self.passes.append([token])
+        return self._state(state.length + 1)
+
+    def extend(self, state, tokens):  # None on the unbatched model (set in __init__)
+        self.passes.append(list(tokens))
+        return self._state(state.length + len(tokens))
+
+
+def test_forced_tokens_run_in_one_forward_pass_with_the_same_output():
+    # {7, 9}: a choice (the model's 5 is not allowed: the runner-up 7); then 9, 3, 4 are the
+    # only tokens allowed (forced: no logits needed); then a choice among {5, 8} again.
+    grammar = [{7, 9}, {9}, {3}, {4}, {5, 8}, {6}]
+    outputs = {}
+    for batched in (True, False):
+        model = PositionModel([5, 5, 5, 5, 8, 5], batched=batched)
+        gen = decode_greedy(model, [1, 2, 3], kernel=GreedyKernel(VOCAB),
+                            cursor=OnlyCursor(grammar), max_new_tokens=10,
+                            eos_ids=frozenset({0}))
+        outputs[batched] = (gen.token_ids, gen.choices, model.passes)
+    assert outputs[True][0] == outputs[False][0] == [7, 9, 3, 4, 8, 6]
+    assert outputs[True][1] == outputs[False][1]  # the same two choices, same probabilities
+    # Batched: the choice and the three forced tokens after it in one pass; the last choice
+    # and the forced token that finishes the grammar are never run (no logits needed after).
+    assert outputs[True][2] == [[7, 9, 3, 4]]
+    assert outputs[False][2] == [[7], [9], [3], [4]]

@@ -1,6 +1,6 @@
 """web/pick.js, the browser's pick kernel (the loop in pyapp/generation/loop.py drives it through
 pyapp/backends/browser_decode.py), against models/cpython/sampling.py GreedyKernel: the same token,
-allowed count and probability on random logits, grammars, closing preferences and avoided tokens.
+allowed count, probability and forced token on random logits, grammars, closing preferences and avoided tokens.
 Runs node once."""
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def pick_cases() -> list[dict]:
         prefer = [sorted(rng.sample(range(VOCAB), 3)) for _ in range(2)] if i % 3 and allowed else None
         avoid = rng.sample(range(VOCAB), 4) if i % 4 == 1 and allowed else None
         cases.append(dict(logits=logits, allowed=allowed, prefer=prefer, avoid=avoid))
+    for token in (0, 31, 32, VOCAB - 1):  # one allowed token, at the ends of a bitmask word
+        cases.append(dict(logits=cases[token]["logits"], allowed=[token], prefer=None, avoid=None))
     return cases
 
 
@@ -42,13 +44,21 @@ def test_js_pick_kernel_matches_python():
     assert done.returncode == 0, done.stderr
     kernel = GreedyKernel(VOCAB)
     preferred = 0
-    for case, (token, prob, allowed) in zip(cases, json.loads(done.stdout), strict=True):
+    single = 0
+    for case, (token, prob, allowed, forced) in zip(cases, json.loads(done.stdout), strict=True):
         bitmask = kernel.group_masks([case["allowed"]])[0] if case["allowed"] is not None else None
         prefer = kernel.group_masks(case["prefer"]) if case["prefer"] else None
         want = kernel.pick(np.array(case["logits"], dtype=np.float32), bitmask, prefer,
                            case["avoid"])
         assert (token, allowed) == (want[0], want[2]), case
         assert prob == pytest.approx(want[1], rel=1e-5), case
+        # The one allowed token (which the loop takes without logits), or none.
+        want_forced = kernel.forced(bitmask) if bitmask is not None else None
+        assert forced == (-1 if want_forced is None else want_forced), case
+        if want_forced is not None:
+            single += 1
+            assert want_forced == token and allowed == 1
         unpreferred = kernel.pick(np.array(case["logits"], dtype=np.float32), bitmask)[0]
         preferred += token != unpreferred
     assert preferred > 5  # the cases exercise the closing preference, not only the argmax
+    assert single >= 6  # and grammars that allow one token
