@@ -20,13 +20,7 @@ Tasks with labelled dev data (``DEV_DATA``), each scored on the held-out part on
 CLINC's out-of-scope queries are escalated by design (there is no field to get right), so they
 are not scored here.
 
-Measured (2026-11-30, 2-core machine beside a CI run, ``nice``d; README "Escalation model"):
-loghub-fields, 12 lines, all escalated: SmolLM2 12/12 all fields right, Qwen2.5-Coder-1.5B 6/12,
-107 s a case. telemetry-extract (``--task telemetry-extract --limit 12``), 11 of 12 escalated:
-heads + SmolLM2 7/11 all three fields right (category 0.82, severity 0.73, component_kind 1.00;
-6.1 s a case), the 1.5B alone 1/11 (0.45, 0.91, 0.27; 24.1 s a case); with ``--limit 40``, 38
-escalated: heads + SmolLM2 20/38 (0.76, 0.66, 0.95; 7.4 s), the 1.5B 1/38 (0.45, 0.87, 0.21;
-62.1 s, one case over the handler's 300 s timeout). Only severity gains from the bigger model.
+Measured: ``reports/escalation.md`` (both tasks, with the commands).
 """
 
 from __future__ import annotations

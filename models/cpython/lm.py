@@ -194,6 +194,9 @@ class OnnxTextGenerator:
     def decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids, skip_special_tokens=True)
 
+    def _answer_start(self, prompt: Prompt) -> list[int]:
+        return self.encode(prompt.answer_start) if prompt.answer_start else []
+
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
         """``text`` cut at a token boundary to at most ``max_tokens`` tokens."""
         enc = self._tokenizer.encode(text[: max_tokens * 100], add_special_tokens=False)
@@ -221,7 +224,7 @@ class OnnxTextGenerator:
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                             cancel=cancel, on_token=on_token,
                             closing=(closing_starts_at(max(0, budget)), *self._closing),
-                            fixed=len(fixed))
+                            fixed=len(fixed), answer_start=self._answer_start(prompt))
         gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started, decode=self.decode)

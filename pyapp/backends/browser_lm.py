@@ -132,7 +132,8 @@ class BrowserTextGenerator:
                 cancel=lambda: bool(edge_triage_lm.isCancelled()),
                 on_token=edge_triage_lm.emitToken,
                 closing=(closing_starts_at(max(0, budget)), *self._closing),
-                fixed=len(prefix))
+                fixed=len(prefix),
+                answer_start=self.encode(prompt.answer_start) if prompt.answer_start else [])
         finally:
             edge_triage_lm.release()
         gen.timings["cached_prompt_tokens"] = float(len(prefix))

@@ -164,7 +164,8 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
                               cancel: Callable[[], bool] | None = None,
                               on_token: Callable[[int], None] | None = None,
                               closing: tuple[int, list[Any], dict[int, str]] | None = None,
-                              fixed: int = 0) -> Generation:
+                              fixed: int = 0, answer_start: list[int] | tuple[int, ...] = ()
+                              ) -> Generation:
     """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``: the one decode
     loop of both runtimes. Under CPython the model, cursor and kernel are numpy/onnxruntime
     objects (``models.cpython``); in the browser they are small JS pieces that keep the logits,
@@ -185,6 +186,9 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     go through the model in one forward pass when the next logits are needed (``extend``).
     In a telemetry record ~26 of ~60 tokens are forced. Greedy output is the same in exact
     arithmetic; in float a batched pass may round differently from single steps.
+
+    ``answer_start`` (``Prompt.answer_start``, tokenised): the output's first tokens, decided
+    before decoding; each is taken as a forced token (the grammar must accept it).
     """
     clock = time.perf_counter
     t0 = clock()
@@ -212,7 +216,10 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
             await _ready(cursor.fill_bitmask(bitmask))
         if close_at is not None and not closed and (len(out) >= close_at or repeats(out)):
             closed = True  # and stays on
-        only = forced(bitmask) if forced is not None and cursor is not None else None
+        if len(out) < len(answer_start):
+            only = answer_start[len(out)]
+        else:
+            only = forced(bitmask) if forced is not None and cursor is not None else None
         if only is not None:
             token, prob, allowed = only, 1.0, 1
         else:
@@ -236,7 +243,10 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
             token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
         if cursor is not None:
             if not cursor.accept(token):
-                raise RuntimeError(f"grammar rejected token {token} it allowed")
+                raise RuntimeError(f"grammar rejected token {token} it allowed"
+                                   if len(out) >= len(answer_start) else
+                                   f"the answer's fixed start does not fit the grammar at token "
+                                   f"{len(out)} ({token})")
         timings["constraint_s"] += clock() - t
         if 1 < allowed <= CHOICE_MAX:
             choices.append(prob)

@@ -24,6 +24,11 @@ class Prompt:
     #: backends prefill it once and reuse its KV cache (``fixed_text``), so each record only
     #: prefills its own text. Empty: only the system turn is shared.
     fixed_user: str = ""
+    #: Text the answer must start with, written for the model (``decode_greedy_async``'s
+    #: ``answer_start``): values already decided, e.g. the encoder heads' fields of a record.
+    #: It must fit the grammar; it is run through the model with the first token that needs
+    #: logits, and it is part of the output.
+    answer_start: str = ""
 
     def __post_init__(self) -> None:
         if not self.user.startswith(self.fixed_user):

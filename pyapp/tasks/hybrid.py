@@ -3,9 +3,11 @@
 A ``HybridExtractionTask`` names, per closed-set field, the classification head that fills it
 (``field_heads``: field → task name, e.g. ``category`` → ``telemetry-category``); the language
 model fills the rest (free text such as a component name or a summary). At run time the heads
-answer first, and their labels are forced into the language model's grammar (the field's enum
-narrowed to the chosen value), so the generated fields are conditioned on them and the record
-always validates. The result says which part filled each field (``output.sources``) and each
+answer first, and their labels are written as the start of the language model's answer
+(``Prompt.answer_start``: ``{"category":"power",…,``, accepted by the task's grammar like any
+output), so the generated fields are conditioned on them and the record always validates. The
+grammar is the task's own, compiled once: narrowing it to each record's head values (one enum
+value per field) meant compiling a new grammar for every new combination, ~4 s in the page. The result says which part filled each field (``output.sources``) and each
 head field's confidence (``output.field_confidence``).
 
 Confidence: the record's confidence is the probability that every head field is right, from a
@@ -19,7 +21,9 @@ the task falls back to the language model for every field, as ``ExtractionTask``
 from __future__ import annotations
 
 import copy
+import json
 import math
+from dataclasses import replace
 from typing import Any
 
 from .base import Prediction
@@ -40,9 +44,13 @@ def calibrated(calibration: dict, confidences: dict[str, float]) -> float:
 class HybridExtractionTask(ExtractionTask):
     def __init__(self, *args, field_heads: dict[str, str], **kwargs):
         super().__init__(*args, **kwargs)
-        unknown = set(field_heads) - set(self.record_model.model_fields)
+        fields = list(self.record_model.model_fields)
+        unknown = set(field_heads) - set(fields)
         if unknown:
             raise ValueError(f"field_heads name fields the record does not have: {sorted(unknown)}")
+        if set(fields[:len(field_heads)]) != set(field_heads):
+            raise ValueError("field_heads must be the record's first fields (their values are "
+                             "written as the start of the answer)")
         self.field_heads = dict(field_heads)
         self._heads: dict[str, tuple[Any, Any]] = {}
         self._calibration: dict | None = None
@@ -56,7 +64,8 @@ class HybridExtractionTask(ExtractionTask):
         if len(self._heads) == len(self.field_heads):
             info = getattr(tasks[next(iter(self.field_heads.values()))], "training_info", {})
             cal = info.get("record_calibration")
-            if cal and sorted(cal["fields"]) == sorted(self.field_heads):
+            # The calibration names the heads (task names), as models/fieldheads.py fits it.
+            if cal and sorted(cal["fields"]) == sorted(self.field_heads.values()):
                 self._calibration = cal
                 if cal.get("threshold") is not None:
                     self.threshold = float(cal["threshold"])
@@ -84,10 +93,22 @@ class HybridExtractionTask(ExtractionTask):
         return out
 
     def narrowed_schema(self, fixed: dict[str, str]) -> dict:
+        """The schema with each fixed field's enum narrowed to its value: how a plain library
+        (the bench's wllama) is given the heads' values; the engine uses ``answer_start``."""
         schema = copy.deepcopy(self.schema)
         for field, value in fixed.items():
             schema["properties"][field]["enum"] = [value]
         return schema
+
+    def answer_start(self, fixed: dict[str, str]) -> str:
+        """The record's opening with the heads' values, as the grammar writes JSON (no spaces).
+
+        >>> telemetry_extract().answer_start(
+        ...     {"category": "power", "severity": "error", "component_kind": "hardware"})
+        '{"category":"power","severity":"error","component_kind":"hardware",'
+        """
+        fields = list(self.record_model.model_fields)[:len(fixed)]
+        return json.dumps({f: fixed[f] for f in fields}, separators=(",", ":"))[:-1] + ","
 
     async def predict(self, text: str, backend: Any, cancel=None, on_token=None) -> Prediction:
         if not self._heads:
@@ -112,22 +133,23 @@ class HybridExtractionTask(ExtractionTask):
             best = max(range(len(probs)), key=probs.__getitem__)
             fixed[field] = task.labels[best]
             confidence[field] = float(probs[best])
-        schema = self.narrowed_schema(fixed)
         engine = backend.grammar_engine()
         if hasattr(engine, "prepare"):  # the browser's engine compiles asynchronously, ahead
-            await engine.prepare(schema)
-        grammar = engine.compile_json_schema(schema)
+            await engine.prepare(self.schema)  # at task load: a no-op here
+        grammar = engine.compile_json_schema(self.schema)
         notices: list[str] = []
         cut, truncated = backend.truncate(text, self.max_input_tokens)
         if truncated:
             notices.append(f"Input truncated to {self.max_input_tokens} model tokens "
                            f"(it has {len(text):,} characters).")
-        gen = await backend.generate(self.prompt(cut), grammar, self.max_new_tokens,
+        prompt = replace(self.prompt(cut), answer_start=self.answer_start(fixed))
+        gen = await backend.generate(prompt, grammar, self.max_new_tokens,
                                      cancel=cancel, on_token=on_token)
         prediction = self.result(gen, notices, truncated, cut)
         prediction.output.field_confidence = {f: round(c, 6) for f, c in confidence.items()}
         if prediction.valid:
-            prediction.confidence = (calibrated(self._calibration, confidence)
+            by_head = {self.field_heads[f]: c for f, c in confidence.items()}
+            prediction.confidence = (calibrated(self._calibration, by_head)
                                      if self._calibration else math.prod(confidence.values()))
         prediction.extra["heads"] = {f: [fixed[f], round(confidence[f], 6)] for f in fixed}
         return self.checked(prediction, guarded)

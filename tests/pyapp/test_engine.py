@@ -79,3 +79,19 @@ def test_classification_and_extraction_tasks_open_together(build_dir):
     assert result["output"]["label"] == "network"
     with pytest.raises(KeyError, match="Unknown task"):
         run(group.run("nope", "x"))
+
+
+def test_telemetry_extract_routes_by_the_heads_record_calibration(build_dir):
+    """The heads' artifacts carry a calibration of P(every head field right) and its threshold
+    (models/fieldheads.py); the task must use both, not the raw product at 0.85."""
+    from models.cpython.engines import open_engine
+    from pyapp.tasks.hybrid import calibrated
+
+    group = open_engine(build_dir, ["telemetry-extract"])
+    task = group.task("telemetry-extract")
+    cal = group.task("telemetry-category").training_info["record_calibration"]
+    assert task.threshold == cal["threshold"] != 0.85
+    result = run(group.run("telemetry-extract", "Fan 2 stalled, rotor speed 0 RPM"))
+    by_head = {task.field_heads[f]: p for f, p in result["output"]["field_confidence"].items()}
+    assert result["confidence"] == pytest.approx(calibrated(cal, by_head), abs=1e-5)
+    assert result["route"] == ("local" if result["confidence"] >= cal["threshold"] else "escalated")

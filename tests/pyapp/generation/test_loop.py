@@ -181,3 +181,17 @@ def test_forced_tokens_run_in_one_forward_pass_with_the_same_output():
     # and the forced token that finishes the grammar are never run (no logits needed after).
     assert outputs[True][2] == [[7, 9, 3, 4]]
     assert outputs[False][2] == [[7], [9], [3], [4]]
+
+
+def test_the_answers_start_is_output_first_and_run_with_the_next_pass():
+    grammar = [{7, 9}, {3, 4}, {5, 8}, {6}]
+    model = PositionModel([5, 5, 8, 5])
+    gen = decode_greedy(model, [1, 2, 3], kernel=GreedyKernel(VOCAB), cursor=OnlyCursor(grammar),
+                        max_new_tokens=10, eos_ids=frozenset({0}), answer_start=[9, 4])
+    # 9 and 4 are decided (not the model's 7 and 3); only the third step is a choice.
+    assert gen.token_ids == [9, 4, 8, 6] and len(gen.choices) == 1
+    assert model.passes == [[9, 4]]
+    with pytest.raises(RuntimeError, match="fixed start does not fit the grammar"):
+        decode_greedy(PositionModel([5]), [1, 2, 3], kernel=GreedyKernel(VOCAB),
+                      cursor=OnlyCursor(grammar), max_new_tokens=10, eos_ids=frozenset({0}),
+                      answer_start=[9, 9])

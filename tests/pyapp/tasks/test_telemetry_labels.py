@@ -54,6 +54,11 @@ def test_telemetry_extract_names_a_head_for_each_closed_set_field():
             task.record_model.model_fields[field].annotation.__args__)
     schema = task.narrowed_schema({"severity": "error"})
     assert schema["properties"]["severity"]["enum"] == ["error"]
+    # The engine writes the heads' values as the answer's start, in record order.
+    start = task.answer_start({"severity": "error", "category": "power", "component_kind": "node"})
+    assert start == '{"category":"power","severity":"error","component_kind":"node",'
+    with pytest.raises(ValueError, match="first fields"):
+        HybridExtractionTask("x", task.record_model, "i", field_heads={"summary": "h"})
     assert task.schema["properties"]["severity"]["enum"] == ["info", "warning", "error", "critical"]
 
 
