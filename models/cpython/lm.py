@@ -16,6 +16,7 @@ from typing import Any
 
 from pyapp.generation import DecodeState, Generation, Prompt, decode_greedy
 from pyapp.generation.closing import closing_starts_at, closing_token_ids, quote_tokens
+from pyapp.generation.phrases import token_texts
 from pyapp.generation.prompt import reusable_prefix
 from .sampling import GreedyKernel
 from ..ggufcodes import load_external_data
@@ -160,6 +161,7 @@ class OnnxTextGenerator:
         self._kernel = GreedyKernel(self.lm.vocab_size)
         vocab = self._tokenizer.get_vocab(with_added_tokens=True).items()
         self._closing = (self._kernel.group_masks(closing_token_ids(vocab)), quote_tokens(vocab))
+        self._texts = token_texts(vocab)
 
     #: Whether the model keeps a task's prefilled prompt prefix (``OnnxCausalLM.start_after``).
     REUSES_PREFIX = True
@@ -224,7 +226,8 @@ class OnnxTextGenerator:
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                             cancel=cancel, on_token=on_token,
                             closing=(closing_starts_at(max(0, budget)), *self._closing),
-                            fixed=len(fixed), answer_start=self._answer_start(prompt))
+                            fixed=len(fixed), answer_start=self._answer_start(prompt),
+                            token_texts=self._texts)
         gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started, decode=self.decode)

@@ -21,6 +21,7 @@ import edge_triage_lm  # type: ignore[import-not-found]  # registered by web/wor
 from ..engine import Engine, run_as_json
 from ..generation import Generation, Prompt
 from ..generation.closing import closing_starts_at, closing_token_ids, quote_tokens
+from ..generation.phrases import token_texts
 from ..generation.loop import decode_greedy_async
 from ..generation.prompt import reusable_prefix
 from ..grammar import CompiledGrammar, GrammarEngine, enforceable
@@ -88,6 +89,7 @@ class BrowserTextGenerator:
         vocab = [(text, i) for i, text in enumerate(json.loads(edge_triage_lm.vocabulary()))]
         self._kernel = JsKernel()
         self._closing = (self._kernel.group_masks(closing_token_ids(vocab)), quote_tokens(vocab))
+        self._texts = token_texts(vocab)
         self.eos_ids = frozenset(info["eos_ids"])
         self.dtype = info["dtype"]
         self.model_key = f"{self.config['lm']['key']}:{self.dtype}"
@@ -133,7 +135,8 @@ class BrowserTextGenerator:
                 on_token=edge_triage_lm.emitToken,
                 closing=(closing_starts_at(max(0, budget)), *self._closing),
                 fixed=len(prefix),
-                answer_start=self.encode(prompt.answer_start) if prompt.answer_start else [])
+                answer_start=self.encode(prompt.answer_start) if prompt.answer_start else [],
+                token_texts=self._texts)
         finally:
             edge_triage_lm.release()
         gen.timings["cached_prompt_tokens"] = float(len(prefix))

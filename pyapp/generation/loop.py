@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from .closing import AVOID_WINDOW, IN_STRING_GROUPS, repeats, string_state
+from .phrases import PhraseGuard, trigrams, words_of
 
 StopReason = Literal["eos", "grammar", "max_new_tokens", "context", "cancelled"]
 #: Stops after which the output is complete; any other stop means it was cut short.
@@ -95,6 +96,9 @@ CHOICE_MAX = 64
 #: closing mode cuts the value short, and fills a field with the instruction that describes it
 #: ("the affected part as the line names it").
 NO_REPEAT = 3
+#: With ``token_texts``, a token that would repeat a phrase of the string by words
+#: (``generation.phrases``) is replaced by the next best allowed token, at most this many times.
+PHRASE_TRIES = 8
 
 
 def ngrams(ids: list[int], n: int = NO_REPEAT) -> set[tuple[int, ...]]:
@@ -164,8 +168,8 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
                               cancel: Callable[[], bool] | None = None,
                               on_token: Callable[[int], None] | None = None,
                               closing: tuple[int, list[Any], dict[int, str]] | None = None,
-                              fixed: int = 0, answer_start: list[int] | tuple[int, ...] = ()
-                              ) -> Generation:
+                              fixed: int = 0, answer_start: list[int] | tuple[int, ...] = (),
+                              token_texts: dict[int, str] | None = None) -> Generation:
     """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``: the one decode
     loop of both runtimes. Under CPython the model, cursor and kernel are numpy/onnxruntime
     objects (``models.cpython``); in the browser they are small JS pieces that keep the logits,
@@ -189,6 +193,9 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
 
     ``answer_start`` (``Prompt.answer_start``, tokenised): the output's first tokens, decided
     before decoding; each is taken as a forced token (the grammar must accept it).
+
+    ``token_texts`` (``phrases.token_texts`` of the vocabulary): inside strings, outside closing
+    mode, no phrase of ``phrases.WORDS`` words is written twice unless the input has it.
     """
     clock = time.perf_counter
     t0 = clock()
@@ -207,6 +214,10 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     input_ngrams = ngrams(prompt_ids[fixed:]) if quotes else set()
     echo = echo_index(prompt_ids[:fixed], prompt_ids[fixed:]) if quotes and fixed else {}
     forced = getattr(kernel, "forced", None)
+    phrases = None
+    if token_texts and quotes:
+        given = "".join(token_texts.get(t, "") for t in prompt_ids[fixed:])
+        phrases = PhraseGuard(token_texts, trigrams(words_of(given)))
     while len(out) < max_new_tokens:
         if cancel is not None and cancel():
             reason = "cancelled"
@@ -241,6 +252,12 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
                     avoid += echo.get(tuple(written[len(written) - NO_REPEAT + 1:]), ())
                 avoid = avoid or None
             token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
+            tries = 0
+            while (phrases is not None and text_state[0] and not closed and allowed > 1
+                   and tries < PHRASE_TRIES and phrases.blocks(token)):
+                avoid = [*(avoid or ()), token]
+                token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
+                tries += 1
         if cursor is not None:
             if not cursor.accept(token):
                 raise RuntimeError(f"grammar rejected token {token} it allowed"
@@ -259,8 +276,12 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
             text_state = string_state(text_state, quotes[token])
             if text_state[0]:  # a string opened (or an escaped quote: the window restarts)
                 string_start = len(out) - 1
+                if phrases is not None:
+                    phrases.start(quotes[token].rsplit('"', 1)[-1])
         else:
             text_state = (text_state[0], False)
+            if phrases is not None and text_state[0]:
+                phrases.feed(token)
         if on_token is not None:
             on_token(token)
         if cursor is not None and cursor.is_finished():

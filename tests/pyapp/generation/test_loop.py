@@ -195,3 +195,31 @@ def test_the_answers_start_is_output_first_and_run_with_the_next_pass():
         decode_greedy(PositionModel([5]), [1, 2, 3], kernel=GreedyKernel(VOCAB),
                       cursor=OnlyCursor(grammar), max_new_tokens=10, eos_ids=frozenset({0}),
                       answer_start=[9, 9])
+
+
+class AnyCursor(OnlyCursor):
+    def __init__(self, allowed, steps):
+        super().__init__([allowed] * steps)
+
+
+def test_a_phrase_of_the_string_is_not_written_twice_by_words():
+    # Inside a string the model favours "The fan stopped the fan stopped …" (other tokens the
+    # second time, so the token rule does not see it); the third word of the repeat is refused
+    # and the runner-up (7, " now") comes instead. With the rule off the repeat is written.
+    texts = {1: '"', 2: "The", 3: " fan", 4: " stopped", 5: " the", 7: " now"}
+    script = [1, 2, 3, 4, 5, 3, 4, 2]
+    runs = {}
+    for on in (True, False):
+        gen = decode_greedy(PositionModel(script), [9, 9, 9], kernel=GreedyKernel(VOCAB),
+                            cursor=AnyCursor({1, 2, 3, 4, 5, 7}, 8), max_new_tokens=10,
+                            eos_ids=frozenset({0}), closing=(100, [], {1: '"'}),
+                            token_texts=texts if on else None)
+        runs[on] = "".join(texts[t] for t in gen.token_ids)
+    assert runs[False] == '"The fan stopped the fan stoppedThe'
+    assert runs[True] == '"The fan stopped the fan nowThe'
+    # A phrase the input has may be repeated (a copy of the input).
+    gen = decode_greedy(PositionModel(script, prompt_len=4), [9, 2, 3, 4],
+                        kernel=GreedyKernel(VOCAB), cursor=AnyCursor({1, 2, 3, 4, 5, 7}, 8),
+                        max_new_tokens=10, eos_ids=frozenset({0}), closing=(100, [], {1: '"'}),
+                        token_texts=texts, fixed=1)
+    assert "".join(texts[t] for t in gen.token_ids) == '"The fan stopped the fan stoppedThe'
