@@ -147,6 +147,7 @@ def test_records_prefill_only_their_own_text_after_the_cached_task_prefix(engine
         assert gen.timings["cached_prompt_tokens"] == len(prefix) > len(ids) - 40
         full = decode_greedy(generator.lm, ids, kernel=generator._kernel, cursor=task._grammar.cursor(),
                              max_new_tokens=96, eos_ids=generator.eos_ids,
-                             closing=(closing_starts_at(96), *generator._closing))
+                             closing=(closing_starts_at(96), *generator._closing),
+                             fixed=len(prefix), token_texts=generator._texts)  # the same rules
         assert gen.token_ids == full.token_ids, text
     assert len(generator.lm._prefixes) == 1  # one task: one prefix, prefilled once
