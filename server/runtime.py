@@ -19,9 +19,9 @@ PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_s
 # Pyodide 314's platform tag, and the browser-side packages pyapp needs besides itself.
 PYODIDE_PLATFORM = "pyemscripten_2026_0_wasm32"
 PYODIDE_PYTHON = "3.14"
-BROWSER_REQUIREMENTS = ("pydantic==2.14.3", "pydantic-core==2.50.4", "transformers-js-py==0.19.10")
+BROWSER_REQUIREMENTS = ("pydantic==2.14.3", "pydantic-core==2.50.4")
 PYAPP_DIST = "edge-triage-pyapp"
-RUNTIME_FORMAT = "runtime-1"
+RUNTIME_FORMAT = "runtime-2"  # 2: wheels resolved per requirement set
 
 
 def repo_root() -> Path:
@@ -93,7 +93,9 @@ def build_runtime(out: Path, root: Path | None = None, log=print, force: bool = 
 
 def download_wheels(dest: Path, log=print) -> list[Path]:
     """pyemscripten / pure-Python wheels from PyPI, cached outside the checkout."""
-    cache = cache_root() / "wheels" / PYODIDE_PLATFORM
+    # One folder per requirement set: every wheel in it was resolved for this set (a package
+    # dropped from the set must not linger in the runtime because an older download left it).
+    cache = cache_root() / "wheels" / PYODIDE_PLATFORM / content_key(list(BROWSER_REQUIREMENTS))[:12]
     cache.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
            "--only-binary=:all:", "--platform", PYODIDE_PLATFORM, "--platform", "any",
@@ -140,7 +142,7 @@ def build_pyapp_wheel(root: Path, dest: Path) -> Path:
         (project / "pyproject.toml").write_text(
             '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
             f'[project]\nname = "{PYAPP_DIST}"\nversion = "{__version__}"\n'
-            'dependencies = ["pydantic", "transformers-js-py"]\n'
+            'dependencies = ["pydantic"]\n'
             '[tool.setuptools.packages.find]\ninclude = ["pyapp*"]\n'
         )
         subprocess.run(

@@ -36,6 +36,13 @@ async function init(config) {
   artifacts.catch(() => {});
   const transformersUrl = `${base}transformers/transformers.min.js`;
   import(transformersUrl).catch(() => {});
+  // The encoder's onnxruntime session starts as soon as its files are verified, while Pyodide
+  // boots (Python's load gets the same pipeline): they no longer run one after the other.
+  const transformersEnv = { transformersUrl, modelsPath: config.modelsBase, ortUrl: `${base}ort/`, threads };
+  download.then(({ files }) => {
+    host.useVerifiedFiles(files);
+    return host.encoderPipeline(transformersEnv, encoder.model_id, { device, dtype: encoder.dtype });
+  }).catch(() => {});  // Python's load starts it again and reports the error
 
   progress("runtime", 0.05, "Python runtime (Pyodide)");
   const { loadPyodide } = await import(`${base}pyodide/pyodide.mjs`);
@@ -64,12 +71,7 @@ async function init(config) {
     lmDevice,
     threads,
     transformersUrl,
-    transformersEnv: {
-      transformersUrl,
-      modelsPath: config.modelsBase,
-      ortUrl: `${base}ort/`,
-      threads,
-    },
+    transformersEnv,
   };
   // Heads computed at build time (same numbers as computing them here; see parity tests).
   appConfig.artifacts = await artifacts;

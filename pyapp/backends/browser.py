@@ -11,16 +11,9 @@ from typing import Any
 
 import edge_triage_host  # type: ignore[import-not-found]  # registered by web/worker.js
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
-from transformers_js_py import proxies as tjs_proxies  # type: ignore[import-not-found]
 
 from ..engine import Engine, EngineGroup, run_as_json
 from .base import EncoderBackend
-
-
-# What CPython sets too (backends/cpython.py): without it onnxruntime-web keeps the q8 file's
-# DequantizeLinear nodes for its QDQ fusions and dequantises every weight on every call instead of
-# once at load: 108-210 ms per text instead of 33-42 ms (ORT-web 1.31 Wasm, 1 thread, parity set).
-SESSION_OPTIONS = {"extra": {"session": {"disable_quant_qdq": "1"}}}
 
 
 class TransformersJsEncoder(EncoderBackend):
@@ -37,26 +30,16 @@ class TransformersJsEncoder(EncoderBackend):
         self._tokenizer = None
 
     async def load(self) -> None:
-        # The module web/inference.js imported and configured, wrapped the way transformers-js-py's
-        # import_transformers_js would; that function imports through pyodide.code.run_js, i.e.
-        # JavaScript eval, which the Content-Security-Policy forbids (server/app.py).
-        module = await edge_triage_host.configureTransformers(to_js(self.config["transformersEnv"],
-                                                                    dict_converter=_js_object))
-        tjs_proxies._TRANSFORMERS_JS = module  # what its proxies compare classes against
-        transformers = tjs_proxies.TjsModuleProxy(module)
-        self._pipe = await transformers.pipeline(
-            "feature-extraction", self.model_id,
-            to_js({"device": self.name, "dtype": self.dtype, "session_options": SESSION_OPTIONS},
-                  dict_converter=_js_object),
-        )
+        # web/inference.js makes the pipeline (started by web/worker.js while Python booted).
+        self._pipe = await edge_triage_host.encoderPipeline(
+            to_js(self.config["transformersEnv"], dict_converter=_js_object), self.model_id,
+            to_js({"device": self.name, "dtype": self.dtype}, dict_converter=_js_object))
         self._tokenizer = self._pipe.tokenizer
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        # Call the JS pipeline itself: transformers-js-py's proxy calls ``_call``, which in
-        # transformers.js 4 no longer binds the tokenizer.
         # Through web/inference.js, which runs one inference at a time across both models.
         tensor = await edge_triage_host.embed(
-            self._pipe._js_obj, to_js(texts),
+            self._pipe, to_js(texts),
             to_js({"pooling": "mean", "normalize": True}, dict_converter=_js_object))
         try:
             dims = tensor.dims.to_py()
@@ -67,7 +50,7 @@ class TransformersJsEncoder(EncoderBackend):
         return [flat[i * width : (i + 1) * width] for i in range(dims[0])]
 
     async def count_tokens(self, text: str) -> int:
-        return self._tokenizer._js_obj.encode(text).length
+        return self._tokenizer.encode(text).length
 
 
 def _js_object(entries):

@@ -12,7 +12,9 @@ def test_lock_file_points_every_package_at_a_served_wheel(build_dir):
     assert lock["info"]["python"].startswith("3.14")
     assert lock["info"]["version"] == "314.0.7"
     packages = lock["packages"]
-    assert {"edge-triage-pyapp", "pydantic", "pydantic-core", "transformers-js-py"} <= set(packages)
+    assert {"edge-triage-pyapp", "pydantic", "pydantic-core"} <= set(packages)
+    # The encoder's pipeline is made in web/inference.js: no Python proxy package any more.
+    assert "transformers-js-py" not in packages
     for name, pkg in packages.items():
         assert "://" not in pkg["file_name"], name  # relative: served from our origin
         wheel = wheels / pkg["file_name"]
