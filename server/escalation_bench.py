@@ -132,7 +132,8 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
     second = _run_all(big, task_name, [selected[i]["text"] for i in escalated], log,
                       chosen.model_id)
     gold = [gold_label(task, selected[i]) for i in escalated]
-    fields = scored_fields(task, gold) if gold else list(task.record_model.model_fields)
+    # The labelled fields (of every selected line: also when nothing was escalated).
+    fields = scored_fields(task, [gold_label(task, r) for r in selected])
     small_escalated = [first[i] for i in escalated]
     browser = _score(task, gold, small_escalated, fields)
     server = _score(task, gold, second, fields)
