@@ -7,8 +7,9 @@ answer first, and their labels are written as the start of the language model's 
 (``Prompt.answer_start``: ``{"category":"power",…,``, accepted by the task's grammar like any
 output), so the generated fields are conditioned on them and the record always validates. The
 grammar is the task's own, compiled once: narrowing it to each record's head values (one enum
-value per field) meant compiling a new grammar for every new combination, ~4 s in the page. The result says which part filled each field (``output.sources``) and each
-head field's confidence (``output.field_confidence``).
+value per field) meant compiling a new grammar for every new combination, ~4 s in the page.
+The result says which part filled each field (``output.sources``) and each head field's
+confidence (``output.field_confidence``).
 
 Confidence: the record's confidence is the probability that every head field is right, from a
 logistic calibration of the heads' log-probabilities fitted at build time on template-grouped
