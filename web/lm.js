@@ -233,19 +233,16 @@ const yielded = [];
 yielder.port1.onmessage = () => yielded.shift()?.();
 const yieldToMessages = () => new Promise((resolve) => { yielded.push(resolve); yielder.port2.postMessage(null); });
 
-export async function step(token) {
+async function advance(ids) {
   // Let a cancel message in before the forward pass; the loop stops at its next cancel check.
   await yieldToMessages();
   if (cancelRequested) return;
-  run.state = await forward([token], run.state.past, run.state.length);
+  run.state = await forward(ids, run.state.past, run.state.length);
 }
 
+export const step = (token) => advance([token]);
 // Several tokens in one forward pass: the grammar's forced tokens (pyapp/generation/loop.py).
-export async function extend(idsJson) {
-  await yieldToMessages();
-  if (cancelRequested) return;
-  run.state = await forward(JSON.parse(idsJson), run.state.past, run.state.length);
-}
+export const extend = (idsJson) => advance(JSON.parse(idsJson));
 
 // terminateWithoutStopToken: isTerminated() once the JSON value is closed, which is when
 // xgrammar's is_completed() says so under CPython (the stop token is never run).

@@ -70,15 +70,11 @@ class LlamaCppCausalLM:
         return DecodeState(self._logits(), None, len(ids))
 
     def step(self, state: DecodeState, token: int) -> DecodeState:
-        if self._llm.n_tokens != state.length:  # the loop is linear; anything else is a bug
-            raise RuntimeError(f"llama.cpp context holds {self._llm.n_tokens} tokens, "
-                               f"the decode state {state.length}")
-        self._llm.eval([token])
-        return DecodeState(self._logits(), None, state.length + 1)
+        return self.extend(state, [token])
 
     def extend(self, state: DecodeState, tokens: list[int]) -> DecodeState:
-        """Several tokens in one ``eval`` (the grammar's forced tokens)."""
-        if self._llm.n_tokens != state.length:
+        """Tokens in one ``eval`` (one, or the grammar's forced tokens)."""
+        if self._llm.n_tokens != state.length:  # the loop is linear; anything else is a bug
             raise RuntimeError(f"llama.cpp context holds {self._llm.n_tokens} tokens, "
                                f"the decode state {state.length}")
         self._llm.eval(tokens)
