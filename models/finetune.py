@@ -166,17 +166,44 @@ def finetuned_packs() -> dict[str, str]:
     """Encoder name → the task pack it is fine-tuned for, for every pack that names one."""
     from pyapp.tasks import TASKS, create_task
 
-    packs = {}
+    packs: dict[str, str] = {}
     for name in TASKS:
         wanted = getattr(create_task(name), "encoder", None)
         if wanted:
-            packs[wanted] = name
+            # Heads sharing one encoder (the telemetry fields) train it together: the first
+            # pack names the training set (``_training_split``).
+            packs.setdefault(wanted, name)
     return packs
 
 
+#: Template-labelled heads (``models/fieldheads.py``): log lines are longer than CLINC150's
+#: queries (64 tokens cover most), and ~2,700 rows need more than one pass (measured on the
+#: telemetry dev lines: see ``pyapp/tasks/telemetry_labels.py`` ENCODER).
+TEMPLATE_CONFIG = FinetuneConfig(epochs=3, max_tokens=64)
+
+
+def _template_heads(task) -> bool:
+    from pyapp.tasks.telemetry_labels import TemplateTrainingData
+
+    return isinstance(task.training, TemplateTrainingData)
+
+
+def config_for(task_name: str) -> FinetuneConfig:
+    from pyapp.tasks import create_task
+
+    return TEMPLATE_CONFIG if _template_heads(create_task(task_name)) else CONFIG
+
+
 def _training_split(task):
-    """The pack's training texts and label indices, and which rows ``train_head`` holds out."""
+    """The pack's training texts and label indices, which rows its head's fitting holds out, and
+    the number of classes. Template-labelled heads share one encoder, trained on their three
+    fields as one joint label (``fieldheads.finetune_split``)."""
     import numpy as np
+
+    if _template_heads(task):
+        from .fieldheads import finetune_split
+
+        return finetune_split(task)
 
     from .heads import FOLDS, ROUNDS, stratified_folds
     from .trainingdata import read_jsonl, training_rows
@@ -186,7 +213,7 @@ def _training_split(task):
     index = {label: i for i, label in enumerate(task.labels)}
     y = np.array([index[task.training.label_of(records[i])] for i in rows])
     heldout = stratified_folds(y, FOLDS) < ROUNDS
-    return [records[i]["text"] for i in rows], y, heldout
+    return [records[i]["text"] for i in rows], y, heldout, len(task.labels)
 
 
 def _data_file(task) -> Path:
@@ -199,25 +226,29 @@ def _data_file(task) -> Path:
     return path
 
 
-def build_key(task_name: str, config: FinetuneConfig = CONFIG) -> str:
+def build_key(task_name: str, config: FinetuneConfig | None = None) -> str:
     """Base model and toolchain (``encoder.build_key``), training data, recipe, held-out split,
     hyperparameters and seed."""
     import json
 
     from pyapp.tasks import create_task
 
-    from . import encoder, heads
+    from . import encoder, fieldheads, heads
     from .cache import content_key
 
     task = create_task(task_name)
+    config = config or config_for(task_name)
     recipe = json.dumps([task.name, list(task.labels), task.training.identity(),
                          heads.FOLDS, heads.ROUNDS, heads.SEED])
+    if _template_heads(task):
+        recipe = json.dumps([task.training.identity(), fieldheads.PER_TEMPLATE, fieldheads.FOLDS,
+                             fieldheads.HONEST_FOLD])
     return content_key([FINETUNE_VERSION, encoder.build_key(), _data_file(task), recipe,
                         config.identity()])
 
 
 def build_finetuned(out: Path, key: str, task_name: str, encoder_name: str,
-                    config: FinetuneConfig = CONFIG, log: Log = print):
+                    config: FinetuneConfig | None = None, log: Log = print):
     """Fine-tune on the pack's training rows outside the held-out fifth, then export and
     quantise exactly like the base encoder (``encoder.build_encoder``)."""
     import tempfile
@@ -228,13 +259,14 @@ def build_finetuned(out: Path, key: str, task_name: str, encoder_name: str,
     from .cache import sha256_file
 
     task = create_task(task_name)
-    texts, y, heldout = _training_split(task)
+    config = config or config_for(task_name)
+    texts, y, heldout, n_classes = _training_split(task)
     keep = [i for i in range(len(texts)) if not heldout[i]]
     log(f"fine-tuning {encoder.NAME} for {task_name} on {len(keep):,} of {len(texts):,} training "
         f"texts ({config.epochs} epochs, batch {config.batch_size}, {config.threads} threads)")
     with tempfile.TemporaryDirectory() as tmp:
         stats = finetune(encoder.source_dir(), [texts[i] for i in keep], y[keep].tolist(),
-                         len(task.labels), Path(tmp) / "finetuned", config, log)
+                         n_classes, Path(tmp) / "finetuned", config, log)
         log(f"fine-tuned in {stats['seconds']:.0f}s")
         return encoder.build_encoder(
             out, key, log, src=Path(tmp) / "finetuned", name=encoder_name,

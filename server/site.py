@@ -93,12 +93,24 @@ class Site:
             # The language model for extraction tasks (loaded by the worker on first use).
             "lm": self._lm_config(lm) if lm else None,
             "lmTasks": self.lm_tasks,
+            # Extraction task → the classification heads that fill its closed-set fields.
+            "fieldHeads": self.field_heads(),
             "memoryBudgetBytes": self.settings.memory_budget_bytes,
             "tasks": self.tasks,
             "taskArtifacts": {n: f"{self.base}tasks/{f}" for n, f in self.task_files.items()},
             "defaultTask": self.settings.default_task,
             "escalation": escalation or {"url": None, "token": None},
         }
+
+    def field_heads(self) -> dict[str, list[str]]:
+        """Each extraction task's heads (``tasks/hybrid.py``) this build can run."""
+        out = {}
+        for name in self.lm_tasks:
+            heads = [h for h in getattr(create_task(name), "field_heads", {}).values()
+                     if h in self.tasks]
+            if heads:
+                out[name] = heads
+        return out
 
     def task_encoders(self) -> dict[str, dict[str, Any]]:
         """Task → the config of the encoder it names, for available tasks not on the base one."""
@@ -115,7 +127,7 @@ class Site:
     def _encoder_config(self, encoder) -> dict[str, Any]:
         """The encoder in the configured dtype; ``skipFiles`` are the other dtypes' files, which
         the page does not download."""
-        from models.encoder import variant_memory
+        from models.encoder import added_memory, variant_memory
 
         dtype = self.settings.encoder_dtype if self.settings.encoder_dtype in encoder.variants \
             else encoder.dtype
@@ -123,6 +135,8 @@ class Site:
         config["dtype"] = dtype
         config["estimated_memory_bytes"] = variant_memory(encoder, dtype) if encoder.variants \
             else encoder.estimated_memory_bytes
+        # Loaded beside the base encoder (a task's own), it shares onnxruntime's runtime.
+        config["added_memory_bytes"] = added_memory(config["estimated_memory_bytes"])
         config["skipFiles"] = sorted(p for d, p in encoder.variants.items() if d != dtype)
         return config
 

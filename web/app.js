@@ -70,6 +70,9 @@ function startWorker() {
       if (data.type === "progress") setProgress(data.stage, data.fraction, data.detail);
       else if (data.type === "lm-cached") state.lmCached = true;
       else if (data.type === "lm-loaded") Object.assign(state, { lmDtype: data.dtype, lmEstimatedMemoryBytes: data.estimatedMemoryBytes });
+      else if (data.type === "encoder-loaded") {
+        state.taskEncoderMemoryBytes = (state.taskEncoderMemoryBytes ?? 0) + data.estimatedMemoryBytes;
+      }
       else if (data.type === "ready") {
         Object.assign(state, data.status, { state: "ready" });
         $("progress-box").hidden = true;

@@ -110,7 +110,7 @@ function chooseWithinBudget(variants, budget) {
 
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(0);
 
-async function downloadModel(config, encoder) {
+async function downloadModel(config, encoder, { quiet = false } = {}) {
   const manifestUrl = `${config.modelsBase}${encoder.model_id}/manifest.json`;
   const response = await fetch(manifestUrl);
   if (!response.ok) throw new Error(`Model manifest ${manifestUrl}: HTTP ${response.status}`);
@@ -120,7 +120,7 @@ async function downloadModel(config, encoder) {
   const manifest = { ...all, files: all.files.filter((f) => !skip.has(f.path)) };
   await requestPersistentStorage();
   const store = new ShardedModelStore({
-    onProgress: ({ done, total, fraction }) =>
+    onProgress: ({ done, total, fraction }) => quiet ||
       progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`),
   });
   const files = await store.ensure(config.modelsBase, manifest);
@@ -132,19 +132,22 @@ async function downloadModel(config, encoder) {
   return { files, stats: store.stats };
 }
 
-// Online, after boot: fetch the language model's files into the verified store (not into memory
-// for good), so extraction also works after the network goes. ?prefetch=0 skips it.
+// Online, after boot: fetch the language model's files, and those of the encoder its tasks'
+// heads run on, into the verified store (not into memory), so extraction also works after the
+// network goes. ?prefetch=0 skips it.
 async function prefetchLM(config) {
   if (!config.lm || !config.lmTasks?.length || !config.prefetch || !navigator.onLine) return;
   try {
-    await lm.fetchFiles(config.modelsBase, lm.chooseVariant(config));
+    const encoderMemoryBytes = Math.max(...config.lmTasks.map(encoderMemory));
+    await lm.fetchFiles(config.modelsBase, lm.chooseVariant({ ...config, encoderMemoryBytes }));
+    for (const encoder of headEncoders(config).values()) await downloadModel(config, encoder, { quiet: true });
     postMessage({ type: "lm-cached" });
   } catch (err) {
     console.warn(`language model prefetch: ${err.message}`);
   }
 }
 
-async function loadLM(measuredBytes) {
+async function loadLM(measuredBytes, encoderBytes) {
   const { BrowserLMApp } = pyodideInstance.pyimport("pyapp.backends.browser_lm");
   const instance = BrowserLMApp(JSON.stringify({
     // The page's device (WebGPU when the page runs on it), except on a software adapter
@@ -153,44 +156,67 @@ async function loadLM(measuredBytes) {
     device: appConfig.lmDevice.device,
     lmDeviceReason: appConfig.lmDevice.reason,
     measuredMemoryBytes: measuredBytes ?? null,
+    encoderMemoryBytes: encoderBytes,
     xgrammarUrl: `${new URL(appConfig.runtimeBase, location.origin).href}transformers/web-xgrammar.js`,
   }));
   await instance.load((fraction, detail) => progress("lm", fraction, detail));
-  // Hybrid extraction tasks take their closed-set fields from the encoder's heads (tasks/hybrid.py).
-  const { attach_heads } = pyodideInstance.pyimport("pyapp.engine");
-  attach_heads(pyodideInstance.toPy([app.engine, instance.engine]));
   return instance;
+}
+
+// The encoders the heads of extraction tasks run on (config.fieldHeads: extraction task → the
+// classification heads that fill its closed-set fields): model_id → encoder config.
+function headEncoders(config, tasks = Object.keys(config.fieldHeads ?? {})) {
+  const heads = tasks.flatMap((t) => config.fieldHeads?.[t] ?? []);
+  return new Map(heads.map((h) => config.taskEncoders?.[h]).filter(Boolean).map((e) => [e.model_id, e]));
+}
+
+// Estimated memory of the encoders the page will hold once `task` runs: the base encoder, every
+// task encoder loaded so far and those of the task's heads. The language model's budget check
+// counts them (lm.chooseVariant) before anything is downloaded for it.
+function encoderMemory(task) {
+  const added = new Map([...loadedEncoders, ...[...headEncoders(appConfig, [task]).values()]
+    .map((e) => [e.model_id, e.added_memory_bytes ?? e.estimated_memory_bytes])]);
+  return [...added.values()].reduce((a, b) => a + b, appConfig.encoder.estimated_memory_bytes);
 }
 
 let lmLoading = null;
 // A task on an encoder of its own (config.taskEncoders: a pack's fine-tuned encoder) loads it
-// the first time that task is run: model_id → the loading promise.
+// the first time that task, or an extraction it fills fields of, is run: model_id → the
+// loading promise.
 const encoderLoading = new Map();
+// Task encoders loaded: model_id → the memory each adds to the page (its estimate).
+const loadedEncoders = new Map();
+
+async function ensureTaskEncoder(task) {
+  const pending = app.pending_encoder(task);
+  if (!pending) return;
+  const encoder = JSON.parse(pending);
+  if (!encoderLoading.has(encoder.model_id)) {
+    encoderLoading.set(encoder.model_id, (async () => {
+      const { files } = await downloadModel(appConfig, encoder);
+      host.addVerifiedFiles(files);
+      await app.load_task_encoder(task);
+      const bytes = encoder.added_memory_bytes ?? encoder.estimated_memory_bytes;
+      loadedEncoders.set(encoder.model_id, bytes);
+      postMessage({ type: "encoder-loaded", modelId: encoder.model_id, estimatedMemoryBytes: bytes });
+    })());
+  }
+  try {
+    await encoderLoading.get(encoder.model_id);
+  } catch (err) {
+    encoderLoading.delete(encoder.model_id);
+    throw err;
+  }
+}
 
 async function runClassification(data) {
-  const pending = app.pending_encoder(data.task);
-  if (pending) {
-    const encoder = JSON.parse(pending);
-    if (!encoderLoading.has(encoder.model_id)) {
-      encoderLoading.set(encoder.model_id, (async () => {
-        const { files } = await downloadModel(appConfig, encoder);
-        host.addVerifiedFiles(files);
-        await app.load_task_encoder(data.task);
-      })());
-    }
-    try {
-      await encoderLoading.get(encoder.model_id);
-    } catch (err) {
-      encoderLoading.delete(encoder.model_id);
-      throw err;
-    }
-  }
+  await ensureTaskEncoder(data.task);
   return app.run(data.task, data.text);
 }
 
 async function runExtraction(data) {
   lm.resetCancel();
-  lmLoading ??= loadLM(data.measuredBytes);
+  lmLoading ??= loadLM(data.measuredBytes, encoderMemory(data.task));
   try {
     const first = !lmApp;
     lmApp = await lmLoading;
@@ -202,6 +228,12 @@ async function runExtraction(data) {
     lmLoading = null;
     throw err;
   }
+  // Hybrid extraction tasks take their closed-set fields from encoder heads (tasks/hybrid.py),
+  // which may run on an encoder of their own (loaded after the language model: its budget
+  // check, which counts this encoder, refuses before either is downloaded).
+  const heads = appConfig.fieldHeads?.[data.task] ?? [];
+  for (const head of heads) await ensureTaskEncoder(head);
+  if (heads.length) app.attach_heads_to(lmApp.engine);
   lm.setTokenListener(({ text, tokens }) => postMessage({ type: "partial", id: data.id, text, tokens }));
   try {
     return await lmApp.run(data.task, data.text);

@@ -12,7 +12,7 @@ from typing import Any
 import edge_triage_host  # type: ignore[import-not-found]  # registered by web/worker.js
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
 
-from ..engine import Engine, EngineGroup, run_as_json
+from ..engine import Engine, EngineGroup, attach_heads, run_as_json
 from .base import EncoderBackend
 
 
@@ -103,6 +103,11 @@ class BrowserApp:
                               artifacts=self.config.get("artifacts") or {})
             self._engines[model_id] = engine
         self._group = EngineGroup([self.engine, *self._engines.values()])
+
+    def attach_heads_to(self, engine: Engine) -> None:
+        """Give ``engine``'s hybrid extraction tasks the heads this app has loaded (on the base
+        encoder or a task's own), for their closed-set fields."""
+        attach_heads([*self._group.engines, engine])
 
     async def run(self, task: str, text: Any) -> str:
         return await run_as_json(self._group, task, text)

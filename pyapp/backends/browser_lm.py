@@ -83,6 +83,7 @@ class BrowserTextGenerator:
                    "device": self.name, "transformersEnv": self.config["transformersEnv"],
                    "xgrammarUrl": self.config["xgrammarUrl"],
                    "encoder": self.config.get("encoder"),
+                   "encoderMemoryBytes": self.config.get("encoderMemoryBytes"),
                    "memoryBudgetBytes": self.config.get("memoryBudgetBytes"),
                    "measuredMemoryBytes": self.config.get("measuredMemoryBytes")}
         info = json.loads(await edge_triage_lm.load(json.dumps(options), on_progress))

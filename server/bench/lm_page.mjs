@@ -45,7 +45,8 @@ try {
   await page.evaluate(() => window.edgeTriage.run("telemetry-triage", "Link down on eth0", { escalate: false }));
   const memory = await page.evaluate(async () => ({
     measured_bytes: await window.edgeTriage.memoryUse(),
-    estimated_bytes: window.edgeTriage.status().estimatedMemoryBytes + (window.edgeTriage.status().lmEstimatedMemoryBytes ?? 0),
+    estimated_bytes: window.edgeTriage.status().estimatedMemoryBytes + (window.edgeTriage.status().taskEncoderMemoryBytes ?? 0) +
+      (window.edgeTriage.status().lmEstimatedMemoryBytes ?? 0),
   }));
   log(`memory: ${JSON.stringify(memory)}`);
 

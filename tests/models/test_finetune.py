@@ -1,5 +1,6 @@
 """The per-pack fine-tuned encoder: what training does (on a tiny real run), what its cache key
-covers, and how the build wires it (the CLINC150 pack on it, the other packs on the base one)."""
+covers, and how the build wires it (the CLINC150 pack and the telemetry heads on their own, the
+other packs on the base one)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import pytest
 from models import encoder, finetune
 from models.build import encoder_manifest, load_manifests
 from models.finetune import FinetuneConfig
-from models.trainingdata import data_root
+from models.trainingdata import data_root, read_jsonl
 from pyapp.tasks import create_task
 from pyapp.tasks.clinc import ENCODER
+from pyapp.tasks.telemetry_labels import ENCODER as TELEMETRY_ENCODER
 
 HAS_CLINC = (data_root() / "clinc150" / "train.jsonl").exists()
 needs_clinc = pytest.mark.skipif(not HAS_CLINC, reason="CLINC150 data not found (EDGE_TRIAGE_DATA)")
+needs_loghub = pytest.mark.skipif(not (data_root() / "loghub" / "dev.jsonl").exists(),
+                                  reason="Loghub data not found (EDGE_TRIAGE_DATA)")
 
 TEXTS = ["turn the lights off in the kitchen", "switch on the living room lamp",
          "dim the bedroom lights", "lights on please",
@@ -83,17 +87,43 @@ def test_cache_key_covers_data_hyperparameters_seed_and_base_model(tmp_path, mon
 def test_the_encoder_never_sees_the_fold_that_fits_the_thresholds():
     from models.heads import FOLDS, ROUNDS, stratified_folds
 
-    texts, y, heldout = finetune._training_split(create_task("clinc150-intent"))
-    assert len(texts) == len(y) == 15_100
+    texts, y, heldout, n_classes = finetune._training_split(create_task("clinc150-intent"))
+    assert len(texts) == len(y) == 15_100 and n_classes == 151
     # train_head holds out exactly these rows (same labels, same seeded folds)
     assert np.array_equal(heldout, stratified_folds(y, FOLDS) < ROUNDS)
     assert 0.19 < heldout.mean() < 0.21
 
 
-def test_only_the_clinc_pack_names_its_own_encoder():
-    assert finetune.finetuned_packs() == {ENCODER: "clinc150-intent"}
+def test_clinc_and_the_telemetry_heads_name_their_own_encoders():
+    assert finetune.finetuned_packs() == {ENCODER: "clinc150-intent",
+                                          TELEMETRY_ENCODER: "telemetry-category"}
+    # The three telemetry heads share one encoder, trained once for all three fields.
+    assert {create_task(n).encoder for n in ("telemetry-category", "telemetry-severity",
+                                             "telemetry-component-kind")} == {TELEMETRY_ENCODER}
     assert create_task("loghub-system").encoder is None
     assert create_task("loghub-anomaly").encoder is None
+    assert create_task("telemetry-triage").encoder is None
+
+
+@needs_loghub
+def test_the_telemetry_encoder_never_sees_the_fold_that_calibrates_the_heads():
+    from models.fieldheads import HONEST_FOLD, template_fold
+    from pyapp.tasks.telemetry_labels import gold_record
+
+    task = create_task("telemetry-severity")
+    texts, y, heldout, n_classes = finetune._training_split(task)
+    assert len(texts) == len(y) == len(heldout) and 0.1 < heldout.mean() < 0.3
+    # One joint class per (category, severity, component kind) seen in training.
+    assert n_classes == len(set(y.tolist())) > 20
+    records = {r["text"]: r for r in read_jsonl(data_root() / task.training.file)}
+    for text, held in zip(texts, heldout):
+        record = records.get(text)
+        if record is not None and gold_record(record) is not None:
+            assert held == (template_fold(task.training.template_of(record)) == HONEST_FOLD)
+    # Another recipe than CLINC150's: log lines are longer, the set is smaller.
+    assert finetune.config_for("telemetry-severity") == finetune.TEMPLATE_CONFIG
+    assert finetune.build_key("telemetry-category") != finetune.build_key("telemetry-category",
+                                                                          finetune.CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +165,20 @@ def test_the_page_loads_the_base_encoder_and_names_the_packs_own(build_dir, tune
     if "clinc150-intent" in config["tasks"]:
         assert config["taskEncoders"]["clinc150-intent"]["model_id"] == tuned.model_id
     assert "loghub-system" not in config["taskEncoders"]
+
+
+def test_the_page_loads_the_telemetry_heads_encoder_with_the_extraction(build_dir):
+    from models.encoder import RUNTIME_MEMORY
+    from server.settings import Settings
+    from server.site import Site
+
+    config = Site(Settings(build_dir=build_dir)).page_config()
+    if "telemetry-extract" not in config["tasks"]:
+        pytest.skip("no language model or telemetry heads in this build")
+    heads = config["fieldHeads"]["telemetry-extract"]
+    assert sorted(heads) == ["telemetry-category", "telemetry-component-kind", "telemetry-severity"]
+    own = {config["taskEncoders"][h]["model_id"] for h in heads}
+    assert len(own) == 1 and own != {config["encoder"]["model_id"]}
+    head_encoder = config["taskEncoders"][heads[0]]
+    # Beside the base encoder it shares onnxruntime's runtime: the page's budget counts less.
+    assert head_encoder["added_memory_bytes"] == head_encoder["estimated_memory_bytes"] - RUNTIME_MEMORY
