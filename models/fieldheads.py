@@ -26,8 +26,9 @@ templates), base → fine-tuned encoder: category 0.792 / 0.798 → 0.805 / 0.81
 0.748 / 0.844 → 0.841 / 0.866, component_kind 0.944 / 0.885 → 0.961 / 0.909, all three 0.630 /
 0.627 → 0.710 / 0.654; routed by the record calibration: answered locally 0.632 → 0.455, of
 those all three right 0.662 → 0.884 (the fit asks 0.90). Unseen field reports: 13 of 15.
-Fine-tuned on every fold instead (an experiment, torch float, two seeds) dev severity was
-0.91–0.94 per line: the held-out fold costs accuracy, and buys a calibration that holds.
+Fine-tuned on every fold instead (an experiment, torch float, two seeds): severity 0.91–0.94
+per line but 0.879 per template, category 0.789 and all three 0.643 per template, so no better;
+and nothing would be left to fit the calibration on templates the encoder never saw.
 
 Uses the fitting pieces of ``models.heads`` (L-BFGS logistic regression, temperature, threshold);
 the artifacts are ordinary ``linear-head`` artifacts that ``LinearHeadTask`` loads.
