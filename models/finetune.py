@@ -238,11 +238,12 @@ def build_key(task_name: str, config: FinetuneConfig | None = None) -> str:
 
     task = create_task(task_name)
     config = config or config_for(task_name)
-    recipe = json.dumps([task.name, list(task.labels), task.training.identity(),
-                         heads.FOLDS, heads.ROUNDS, heads.SEED])
     if _template_heads(task):
         recipe = json.dumps([task.training.identity(), fieldheads.PER_TEMPLATE, fieldheads.FOLDS,
                              fieldheads.HONEST_FOLD])
+    else:
+        recipe = json.dumps([task.name, list(task.labels), task.training.identity(),
+                             heads.FOLDS, heads.ROUNDS, heads.SEED])
     return content_key([FINETUNE_VERSION, encoder.build_key(), _data_file(task), recipe,
                         config.identity()])
 

@@ -104,10 +104,11 @@ class Site:
 
     def field_heads(self) -> dict[str, list[str]]:
         """Each extraction task's heads (``tasks/hybrid.py``) this build can run."""
+        from models.cpython.engines import field_heads
+
         out = {}
         for name in self.lm_tasks:
-            heads = [h for h in getattr(create_task(name), "field_heads", {}).values()
-                     if h in self.tasks]
+            heads = [h for h in field_heads([name]) if h in self.tasks]
             if heads:
                 out[name] = heads
         return out

@@ -49,12 +49,11 @@ export async function fetchFiles(modelsBase, { model_id, dtype }, onProgress = (
 // The first variant whose memory estimate fits, next to what the page already uses, within the
 // budget; a clear refusal, before any download, when none does. What the page uses is its
 // measured memory (performance.measureUserAgentSpecificMemory, passed in by the page) when
-// known, and never less than the encoder's estimate.
-// encoderMemoryBytes: the estimates of every encoder the page holds when the model runs (worker.js
-// encoderMemory); else the base encoder's.
-export function chooseVariant({ lm, encoder, encoderMemoryBytes = null, memoryBudgetBytes: budget, measuredMemoryBytes: measured = null }) {
+// known, and never less than the estimates of every encoder the page holds when the model runs
+// (encoderMemoryBytes: worker.js encoderMemory).
+export function chooseVariant({ lm, encoderMemoryBytes = 0, memoryBudgetBytes: budget, measuredMemoryBytes: measured = null }) {
   const variants = lm.variants?.length ? lm.variants : [{ dtype: lm.dtype, estimated_memory_bytes: lm.estimated_memory_bytes }];
-  const used = Math.max(measured ?? 0, encoderMemoryBytes ?? encoder?.estimated_memory_bytes ?? 0);
+  const used = Math.max(measured ?? 0, encoderMemoryBytes);
   const pick = variants.find((v) => !budget || used + v.estimated_memory_bytes <= budget);
   if (pick) return { ...lm, dtype: pick.dtype, estimated_memory_bytes: pick.estimated_memory_bytes };
   const need = Math.min(...variants.map((v) => v.estimated_memory_bytes)) + used;

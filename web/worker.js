@@ -175,7 +175,7 @@ function headEncoders(config, tasks = Object.keys(config.fieldHeads ?? {})) {
 // counts them (lm.chooseVariant) before anything is downloaded for it.
 function encoderMemory(task) {
   const added = new Map([...loadedEncoders, ...[...headEncoders(appConfig, [task]).values()]
-    .map((e) => [e.model_id, e.added_memory_bytes ?? e.estimated_memory_bytes])]);
+    .map((e) => [e.model_id, e.added_memory_bytes])]);
   return [...added.values()].reduce((a, b) => a + b, appConfig.encoder.estimated_memory_bytes);
 }
 
@@ -196,9 +196,8 @@ async function ensureTaskEncoder(task) {
       const { files } = await downloadModel(appConfig, encoder);
       host.addVerifiedFiles(files);
       await app.load_task_encoder(task);
-      const bytes = encoder.added_memory_bytes ?? encoder.estimated_memory_bytes;
-      loadedEncoders.set(encoder.model_id, bytes);
-      postMessage({ type: "encoder-loaded", modelId: encoder.model_id, estimatedMemoryBytes: bytes });
+      loadedEncoders.set(encoder.model_id, encoder.added_memory_bytes);
+      postMessage({ type: "encoder-loaded", modelId: encoder.model_id, estimatedMemoryBytes: encoder.added_memory_bytes });
     })());
   }
   try {

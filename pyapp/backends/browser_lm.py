@@ -78,11 +78,10 @@ class BrowserTextGenerator:
         self._engine = JsGrammarEngine()
 
     async def load(self, on_progress=None) -> None:
-        # The budget and the encoder's estimate let lm.js pick the variant that fits (or refuse).
+        # The budget and the encoders' estimates let lm.js pick the variant that fits (or refuse).
         options = {"modelsBase": self.config["modelsBase"], "lm": self.config["lm"],
                    "device": self.name, "transformersEnv": self.config["transformersEnv"],
                    "xgrammarUrl": self.config["xgrammarUrl"],
-                   "encoder": self.config.get("encoder"),
                    "encoderMemoryBytes": self.config.get("encoderMemoryBytes"),
                    "memoryBudgetBytes": self.config.get("memoryBudgetBytes"),
                    "measuredMemoryBytes": self.config.get("measuredMemoryBytes")}
