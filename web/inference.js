@@ -2,8 +2,8 @@
 // transformers.js to our own origin (local models, local ORT wasm, never the Hugging Face hub or
 // a CDN), loads the encoder pipeline's and the language model's sessions, and runs the
 // inference calls of the worker it is loaded in one at a time (``serialised``). It is loaded in
-// two workers: web/encoderworker.js (the base encoder) and web/worker.js (the language model,
-// through web/lm.js, which keeps its decode state, and the task encoders); Python drives both.
+// two workers: web/encoderworker.js (the encoders) and web/worker.js (the language model, through
+// web/lm.js, which keeps its decode state); Python drives both.
 
 import { fetchModelFiles } from "./modelstore.js";
 

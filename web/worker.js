@@ -1,8 +1,7 @@
 // The inference worker: boots Pyodide from our origin, installs our wheels through our own
 // pyodide-lock.json, and hands every request to Python (pyapp.backends.browser.BrowserApp).
-// The base encoder runs in a worker of its own (web/encoderworker.js, through web/encoders.js),
-// started first, so it loads while Pyodide boots; the language model and the task encoders run
-// here.
+// The encoders run in a worker of their own (web/encoderworker.js, through web/encoders.js),
+// started first, so the encoder loads while Pyodide boots; the language model runs here.
 // Messages in: {type: "init", config} | {type: "run", id, task, text} | {type: "cancel"};
 // out: progress/ready/result, {type: "partial", id, text, tokens} while an extraction runs, and
 // {type: "lm-loaded", dtype, estimatedMemoryBytes} once the language model is loaded.
@@ -39,7 +38,7 @@ async function init(config) {
   encoders.start(({ done, total, fraction }) =>
     progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`));
   const encoderLoad = encoders.load({ transformersEnv, modelsBase: config.modelsBase, encoder, device });
-  encoderLoad.catch(() => {});  // awaited below, where its error is reported
+  encoderLoad.catch(() => {});  // Python's load reports the error
   const artifacts = fetchArtifacts(config.taskArtifacts ?? {});
   artifacts.catch(() => {});
 
