@@ -163,10 +163,8 @@ async function registerServiceWorker() {
   const registration = await navigator.serviceWorker.register(
     `${config.base}sw.js?v=${config.siteVersion}`, { scope: config.base, type: "module" });
   state.serviceWorker = "registered";
-  if (!navigator.serviceWorker.controller) $("offline").textContent = "offline use: installing…";
   await navigator.serviceWorker.ready;
   state.serviceWorker = "ready";
-  $("offline").textContent = "available offline";
   // A static host without COOP/COEP: the service worker adds them, but only to pages it serves.
   if (!self.crossOriginIsolated && !sessionStorage.getItem("edge-triage-isolation-reload")) {
     sessionStorage.setItem("edge-triage-isolation-reload", "1");

@@ -204,18 +204,6 @@ test("the worker crashes mid-extraction: the run says so, the worker restarts, r
   expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes)).toBe(1);
 });
 
-// The base encoder runs in a worker of its own (web/encoderworker.js), started by the inference
-// worker: its crash must reach the page's crash handling too, not leave Python waiting forever.
-test("the encoder worker crashes: the page says so, the workers restart, classifying works again", async ({ app }) => {
-  await openApp(app);
-  const encoder = app.workers().find((w) => w.url().endsWith("/encoderworker.js"))!;
-  await encoder.evaluate(() => setTimeout(() => { throw new Error("simulated crash"); }, 0));
-  await expect(app.locator("#error")).toContainText("The inference worker crashed");
-  await app.evaluate(() => (window as any).edgeTriage.ready);
-  expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes)).toBe(1);
-  expect((await classify(app, "PSU 2 failed, running on redundant supply")).output.label).toBe("power");
-});
-
 test("storage full: a clear message, the outbox keeps its case, and with space back it all works", async ({ app, context }) => {
   await openApp(app);
   // The server refuses connections for now, so the cases stay pending through the fault (an
