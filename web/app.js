@@ -188,11 +188,7 @@ function notice(message, withReload = false) {
 if (!self.crossOriginIsolated && sessionStorage.getItem("edge-triage-isolation-reload")) {
   notice("This host does not allow cross-origin isolation: inference runs single-threaded.");
 }
-// A first install downloads and verifies every runtime file again (~45 MB, in the service
-// worker): on a first visit it waits until the models are loaded, so it does not compete with the
-// boot for the same cores, unless the page needs it now for cross-origin isolation.
-const installAfterBoot = self.crossOriginIsolated && !navigator.serviceWorker?.controller;
-const serviceWorker = (installAfterBoot ? ready.catch(() => {}) : Promise.resolve()).then(registerServiceWorker).catch((err) => {
+const serviceWorker = registerServiceWorker().catch((err) => {
   state.serviceWorker = `failed: ${err.message}`;
 });
 

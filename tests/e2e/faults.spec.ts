@@ -7,7 +7,7 @@ import { mkdtempSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test, expect, openApp, classify, swReady } from "./fixtures";
+import { test, expect, openApp, classify } from "./fixtures";
 
 const BASE_PORT = Number(process.env.E2E_PORT ?? 8766);
 const SERVER_PORT = BASE_PORT + 40;  // the app server
@@ -104,7 +104,6 @@ async function readyError(page) {
 
 test("the server killed mid-download: a clear message, then the reload resumes and the case is sent", async ({ app, context }) => {
   await openApp(app);
-  await swReady(app);  // with the server gone, the reload boots from the service worker's runtime
   const key = await escalateOffline(app, context);  // a case waiting while the server dies
   await dropModelCache(app);
   let shards = 0;

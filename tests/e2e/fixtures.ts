@@ -39,15 +39,6 @@ export async function openApp(page: Page, query = "?backend=wasm&prefetch=0") {
   return page.evaluate(() => (window as any).edgeTriage.ready);
 }
 
-// The service worker installed and its precache (the runtime, for offline use) complete: on a
-// first visit it starts only once the models are loaded (web/app.js installAfterBoot).
-export async function swReady(page: Page) {
-  await page.evaluate(async () => {
-    await (window as any).edgeTriage.serviceWorker;
-    await navigator.serviceWorker.ready;
-  });
-}
-
 export async function classify(page: Page, text: string, task = "telemetry-triage") {
   return page.evaluate(([t, x]) => (window as any).edgeTriage.run(t, x), [task, text]);
 }
