@@ -46,15 +46,7 @@ async function init(config) {
   }).catch(() => {});  // Python's load starts it again and reports the error
 
   progress("runtime", 0.05, "Python runtime (Pyodide)");
-  const { loadPyodide } = await import(`${base}pyodide/pyodide.mjs`);
-  const pyodide = await loadPyodide({
-    indexURL: `${base}pyodide/`,
-    lockFileURL: `${base}wheels/pyodide-lock.json`,
-    // Also where Pyodide would look for any package it cannot find: our origin, never a CDN.
-    packageBaseUrl: `${base}wheels/`,
-    stdout: (line) => console.log(`[py] ${line}`),
-    stderr: (line) => console.warn(`[py] ${line}`),
-  });
+  const pyodide = await bootPyodide(base);
 
   progress("packages", 0.35, "Python packages (pyapp, pydantic)");
   await pyodide.loadPackage(["edge-triage-pyapp"], { messageCallback: () => {}, checkIntegrity: true });
@@ -90,6 +82,44 @@ async function init(config) {
               estimatedMemoryBytes: encoder.estimated_memory_bytes },
   });
   prefetchLM(config);
+}
+
+// Pyodide, booted from our origin. A boot that fails (a cut download) is tried once more before
+// it is reported.
+async function bootPyodide(base) {
+  const { loadPyodide } = await import(`${base}pyodide/pyodide.mjs`);
+  const options = {
+    indexURL: `${base}pyodide/`,
+    lockFileURL: `${base}wheels/pyodide-lock.json`,
+    // Also where Pyodide would look for any package it cannot find: our origin, never a CDN.
+    packageBaseUrl: `${base}wheels/`,
+    stdout: (line) => console.log(`[py] ${line}`),
+    stderr: (line) => console.warn(`[py] ${line}`),
+  };
+  let failure = null;
+  for (const attempt of [1, 2]) {
+    try {
+      return await failingOnWasmError(loadPyodide({ ...options }));  // a copy: loadPyodide adds to it
+    } catch (err) {
+      failure = err;
+      console.warn(`Pyodide boot failed (${err?.message ?? err})${attempt === 1 ? ": trying again" : ""}`);
+    }
+  }
+  throw new Error(`Could not start the Python runtime (${failure?.message ?? failure}). Reload to try again.`);
+}
+
+// Pyodide 314's loader catches a failed pyodide.asm.wasm download (a connection cut off, e.g.
+// ERR_CONTENT_LENGTH_MISMATCH through the faults spec's throttle), logs "wasm instantiation
+// failed!" and then waits forever. This turns that line into an error.
+function failingOnWasmError(booting) {
+  const warn = console.warn;
+  let fail;
+  const failed = new Promise((_, reject) => { fail = reject; });
+  console.warn = (...args) => {
+    warn.apply(console, args);
+    if (args[0] === "wasm instantiation failed!") fail(new Error("pyodide.asm.wasm did not load: its download failed"));
+  };
+  return Promise.race([booting, failed]).finally(() => { console.warn = warn; });
 }
 
 async function fetchArtifacts(urls) {

@@ -203,6 +203,17 @@ test("the worker crashes mid-extraction: the run says so, the worker restarts, r
   expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes)).toBe(1);
 });
 
+// Pyodide's own loader waits forever when pyodide.asm.wasm's download fails (web/worker.js
+// failingOnWasmError): the first request for it is cut here, and the boot must try again.
+test("the Python runtime's download cut off: the boot tries again and finishes", async ({ app, context }) => {
+  let requests = 0;
+  await context.route(/\/pyodide\.asm\.wasm$/, (route) => (requests++ ? route.continue() : route.abort("connectionreset")));
+  const status = await openApp(app);
+  expect(requests).toBeGreaterThanOrEqual(2);  // the cut one, then the retry's
+  expect(status.state).toBe("ready");
+  expect((await classify(app, "PSU 2 failed, running on redundant supply")).output.label).toBe("power");
+});
+
 test("storage full: a clear message, the outbox keeps its case, and with space back it all works", async ({ app, context }) => {
   await openApp(app);
   // The server refuses connections for now, so the cases stay pending through the fault (an
