@@ -2,7 +2,7 @@
 // no special MIME rules) at the root and under a sub-path.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { appendFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, expect, classify } from "./fixtures";
@@ -11,6 +11,7 @@ const ROOT_PORT = 8791;
 const SUB_PORT = 8792;
 const UPDATE_PORT = 8796;
 let updateDir = "";
+let work = "";  // the three exports, 749 MiB each: removed after the file's tests
 const servers: ChildProcess[] = [];
 
 async function waitForHttp(url: string) {
@@ -30,7 +31,7 @@ function serveStatic(dir: string, port: number) {
 }
 
 test.beforeAll(async () => {
-  const work = mkdtempSync(join(tmpdir(), "edge-triage-export-"));
+  work = mkdtempSync(join(tmpdir(), "edge-triage-export-"));
   execFileSync(".venv/bin/edge-triage", ["export", join(work, "root")], { stdio: "inherit" });
   mkdirSync(join(work, "host"));
   execFileSync(".venv/bin/edge-triage", ["export", join(work, "host", "sub"), "--base-path", "/sub/"], { stdio: "inherit" });
@@ -46,6 +47,7 @@ test.beforeAll(async () => {
 
 test.afterAll(() => {
   for (const server of servers) server.kill();
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 async function bootExported(page, path: string) {
