@@ -163,8 +163,10 @@ async function registerServiceWorker() {
   const registration = await navigator.serviceWorker.register(
     `${config.base}sw.js?v=${config.siteVersion}`, { scope: config.base, type: "module" });
   state.serviceWorker = "registered";
+  if (!navigator.serviceWorker.controller) $("offline").textContent = "offline use: installing…";
   await navigator.serviceWorker.ready;
   state.serviceWorker = "ready";
+  $("offline").textContent = "available offline";
   // A static host without COOP/COEP: the service worker adds them, but only to pages it serves.
   if (!self.crossOriginIsolated && !sessionStorage.getItem("edge-triage-isolation-reload")) {
     sessionStorage.setItem("edge-triage-isolation-reload", "1");
@@ -188,7 +190,11 @@ function notice(message, withReload = false) {
 if (!self.crossOriginIsolated && sessionStorage.getItem("edge-triage-isolation-reload")) {
   notice("This host does not allow cross-origin isolation: inference runs single-threaded.");
 }
-const serviceWorker = registerServiceWorker().catch((err) => {
+// A first install downloads and verifies every runtime file again (~45 MB, in the service
+// worker): on a first visit it waits until the models are loaded, so it does not compete with the
+// boot for the same cores, unless the page needs it now for cross-origin isolation.
+const installAfterBoot = self.crossOriginIsolated && !navigator.serviceWorker?.controller;
+const serviceWorker = (installAfterBoot ? ready.catch(() => {}) : Promise.resolve()).then(registerServiceWorker).catch((err) => {
   state.serviceWorker = `failed: ${err.message}`;
 });
 
