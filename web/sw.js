@@ -51,7 +51,14 @@ async function precache() {
 }
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(precache().then(() => self.skipWaiting()));
+  event.waitUntil(precache());
+});
+
+// A new version, once installed, waits for a page to say it has booted (web/app.js), so it does
+// not take over while the page's workers start. With no page open it takes over at the next
+// visit, as service workers do.
+self.addEventListener("message", (event) => {
+  if (event.data?.type === "activate-now") self.skipWaiting();
 });
 
 self.addEventListener("activate", (event) => {
