@@ -1,13 +1,16 @@
 // System Chromium for the headless runs Python drives (server/browserrun.mjs for
 // `eval --runtime browser`, server/bench/*.mjs for `edge-triage bench`): never a downloaded
-// browser, its own background traffic off, and every request to another origin reported.
+// browser, its own background traffic off, and every request to another origin refused and reported.
 import { chromium } from "@playwright/test";
 
 export function launchChromium() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    // Every request that is not to loopback goes to a proxy that is not there (Chromium never
+    // proxies loopback), so a request to another origin fails in the browser instead of leaving
+    // the machine; ownOriginPage / watchOrigin still report it, and the run fails.
     args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--no-first-run", "--disable-default-apps"],
+           "--disable-sync", "--no-first-run", "--disable-default-apps", "--proxy-server=http://127.0.0.1:9"],
   });
 }
 
