@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import EncoderBackend
-from .generation import TextGenerator
 from .router import ConfidenceRouter
 from .tasks import Task, create_task
 from .textinput import InputError, clean
+
+if TYPE_CHECKING:  # the decode loop is imported only where a language model runs
+    from .generation import TextGenerator
 
 Progress = Callable[[str, float], None]
 

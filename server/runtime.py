@@ -21,7 +21,9 @@ PYODIDE_PLATFORM = "pyemscripten_2026_0_wasm32"
 PYODIDE_PYTHON = "3.14"
 BROWSER_REQUIREMENTS = ("pydantic==2.14.3", "pydantic-core==2.50.4")
 PYAPP_DIST = "edge-triage-pyapp"
-RUNTIME_FORMAT = "runtime-2"  # 2: wheels resolved per requirement set
+RUNTIME_FORMAT = "runtime-3"  # 2: wheels resolved per requirement set; 3: Pyodide snapshot
+# Pyodide's heap after its boot (server/pysnapshot.mjs), restored by web/worker.js.
+PYODIDE_SNAPSHOT = "pyodide/snapshot.bin.gz"
 
 
 def repo_root() -> Path:
@@ -37,7 +39,8 @@ def pyapp_sources(root: Path) -> list[Path]:
 
 def _inputs(root: Path) -> list[str | Path]:
     pyapp_files = pyapp_sources(root)
-    return [RUNTIME_FORMAT, *BROWSER_REQUIREMENTS, root / "package-lock.json", *pyapp_files,
+    return [RUNTIME_FORMAT, *BROWSER_REQUIREMENTS, root / "package-lock.json",
+            root / "server" / "pysnapshot.mjs", *pyapp_files,
             *[str(p.relative_to(root)) for p in pyapp_files]]
 
 
@@ -78,6 +81,10 @@ def build_runtime(out: Path, root: Path | None = None, log=print, force: bool = 
     wheels = download_wheels(tmp / "wheels", log)
     wheels.append(build_pyapp_wheel(root, tmp / "wheels"))
     write_lock(node / "pyodide" / "pyodide-lock.json", wheels, tmp / "wheels" / "pyodide-lock.json")
+    log("runtime: Pyodide snapshot")
+    subprocess.run(["node", str(root / "server" / "pysnapshot.mjs"), str(tmp / "pyodide"),
+                    str(tmp / "wheels" / "pyodide-lock.json"), str(tmp / PYODIDE_SNAPSHOT)],
+                   check=True, cwd=root)
     files = [
         {"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(tmp.rglob("*")) if p.is_file()

@@ -20,8 +20,8 @@ from pyapp.tasks import LinearHeadTask, create_task
 from .settings import Settings
 
 # web/ files the page and worker load (the app shell).
-SHELL = ("app.js", "worker.js", "env.js", "inference.js", "lm.js", "lmweights.js", "pick.js",
-         "memory.js", "outbox.js", "modelstore.js", "style.css", "icon.svg", "icons/icon-192.png",
+SHELL = ("app.js", "worker.js", "encoders.js", "encoderworker.js", "env.js", "inference.js", "lm.js",
+         "lmweights.js", "pick.js", "memory.js", "outbox.js", "modelstore.js", "style.css", "icon.svg", "icons/icon-192.png",
          "icons/icon-512.png")
 
 

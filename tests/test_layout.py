@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("pyapp", "models", "server")  # lowest first: a module may import its own layer or lower
 #: what pyapp may import besides itself and the standard library: its browser wheels' packages
 #: (server/runtime.py BROWSER_REQUIREMENTS) and the modules Pyodide / web/worker.js provide.
-BROWSER_PROVIDED = {"pydantic", "pyodide", "js", "edge_triage_host",
+BROWSER_PROVIDED = {"pydantic", "pyodide", "js", "edge_triage_encoders",
                     "edge_triage_lm"}
 
 

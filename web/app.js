@@ -163,8 +163,22 @@ async function registerServiceWorker() {
   const registration = await navigator.serviceWorker.register(
     `${config.base}sw.js?v=${config.siteVersion}`, { scope: config.base, type: "module" });
   state.serviceWorker = "registered";
+  // A new version installs beside the one running and takes over once this page has booted: a
+  // worker swap while the page's workers start (the encoder worker and onnxruntime's threads are
+  // workers started by workers, their scripts served by the service worker) is where, once in a
+  // full test run, the update test's boot took 72 s: the encoder watchdog's 60 s (web/encoders.js).
+  const activateAfterBoot = (sw) => ready.catch(() => {}).then(() => sw.postMessage({ type: "activate-now" }));
+  // The install may have begun before register() resolved (its updatefound already fired).
+  const onceInstalled = (sw) => sw?.addEventListener("statechange", () => {
+    if (sw.state === "installed" && navigator.serviceWorker.controller) activateAfterBoot(sw);
+  });
+  registration.addEventListener("updatefound", () => onceInstalled(registration.installing));
+  onceInstalled(registration.installing);
+  if (registration.waiting) activateAfterBoot(registration.waiting);
+  if (!navigator.serviceWorker.controller) $("offline").textContent = "offline use: installing…";
   await navigator.serviceWorker.ready;
   state.serviceWorker = "ready";
+  $("offline").textContent = "available offline";
   // A static host without COOP/COEP: the service worker adds them, but only to pages it serves.
   if (!self.crossOriginIsolated && !sessionStorage.getItem("edge-triage-isolation-reload")) {
     sessionStorage.setItem("edge-triage-isolation-reload", "1");
@@ -188,7 +202,12 @@ function notice(message, withReload = false) {
 if (!self.crossOriginIsolated && sessionStorage.getItem("edge-triage-isolation-reload")) {
   notice("This host does not allow cross-origin isolation: inference runs single-threaded.");
 }
-const serviceWorker = registerServiceWorker().catch((err) => {
+// An install downloads and verifies every runtime file (~45 MB, in the service worker): it waits
+// until the models are loaded, so it does not compete with the boot for the same cores, unless the
+// page needs it now for cross-origin isolation. On a repeat visit the registration is also where a
+// new deployment's worker starts installing, so that too happens after the boot.
+const installAfterBoot = self.crossOriginIsolated;
+const serviceWorker = (installAfterBoot ? ready.catch(() => {}) : Promise.resolve()).then(registerServiceWorker).catch((err) => {
   state.serviceWorker = `failed: ${err.message}`;
 });
 

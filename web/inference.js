@@ -1,18 +1,17 @@
 // The one JS module that touches transformers.js / onnxruntime-web, for both models: it pins
 // transformers.js to our own origin (local models, local ORT wasm, never the Hugging Face hub or
-// a CDN), loads the encoder pipeline's and the language model's sessions, and runs every
-// inference call of either model one at a time (``serialised``). Python (in the worker) drives
-// both; web/lm.js keeps the language model's decode state and calls back here to run it.
+// a CDN), loads the encoder pipeline's and the language model's sessions, and runs the
+// inference calls of the worker it is loaded in one at a time (``serialised``). It is loaded in
+// two workers: web/encoderworker.js (the base encoder) and web/worker.js (the language model,
+// through web/lm.js, which keeps its decode state, and the task encoders); Python drives both.
 
+import { fetchModelFiles } from "./modelstore.js";
+
+// Model files verified by ShardedModelStore (pathname → bytes): transformers.js reads them
+// through its custom-cache hook instead of fetching them again unverified.
 let verifiedFiles = new Map();
 
-// Model files already verified by ShardedModelStore (pathname → bytes): transformers.js reads
-// them through its custom-cache hook instead of fetching them again unverified.
-export function useVerifiedFiles(files) {
-  verifiedFiles = files;
-}
-
-// More verified files (the language model, loaded later by web/lm.js), keeping those already in use.
+// More verified files (a model about to be loaded), keeping those already in use.
 export function addVerifiedFiles(files) {
   verifiedFiles = new Map([...verifiedFiles, ...files]);
 }
@@ -55,9 +54,10 @@ export async function configureTransformers({ transformersUrl, modelsPath, ortUr
   return transformers;
 }
 
-// One inference call at a time, whichever model: a classification asked for while an extraction
-// decodes runs between two of its tokens instead of inside onnxruntime-web's single Wasm heap
-// and thread pool at the same moment (the worker handles each message as it comes).
+// One inference call at a time in this worker's onnxruntime-web (one Wasm heap, one thread
+// pool). The base encoder runs in the encoder worker, the language model and the task encoders
+// in the Python worker (web/encoders.js says why): a classification asked for while an
+// extraction decodes runs beside it on the encoder worker's thread.
 let lastRun = Promise.resolve();
 
 export function serialised(job) {
@@ -66,35 +66,59 @@ export function serialised(job) {
   return run;
 }
 
-// The encoder: a transformers.js feature-extraction pipeline (pyapp/backends/browser.py).
-export function embed(pipe, texts, options) {
-  return serialised(() => pipe(texts, options));
-}
-
 // disable_quant_qdq: without it onnxruntime-web keeps the q8 file's DequantizeLinear nodes for its
 // QDQ fusions and dequantises every weight on every call instead of once at load: 108-210 ms
 // per text instead of 33-42 ms (ORT-web 1.31 Wasm, 1 thread, parity set).
 const ENCODER_SESSION_OPTIONS = { extra: { session: { disable_quant_qdq: "1" } } };
+const POOLING = { pooling: "mean", normalize: true };
+// model|dtype|device → Promise<{pipe, stats}>
 const encoders = new Map();
 
-// The encoder's pipeline, made once per model, dtype and device, and run once on a short text
-// (onnxruntime's first call sets up its buffers). web/worker.js starts it as soon as the model's
-// files are verified, while Pyodide boots; Python's load then gets the same one.
-export function encoderPipeline(transformersEnv, modelId, { device, dtype }) {
-  const key = `${modelId}|${dtype}|${device}`;
+// An encoder (a transformers.js feature-extraction pipeline): its files downloaded and verified
+// (or read from the model store), its session made and run once on a short text (onnxruntime's
+// first call sets up its buffers). Once per model, dtype and device; a failed load is tried
+// again by the next call. Resolves to {key, stats} (stats: the model store's counts).
+export async function loadEncoder({ transformersEnv, modelsBase, encoder, device }, onProgress = () => {}) {
+  const key = `${encoder.model_id}|${encoder.dtype}|${device}`;
   if (!encoders.has(key)) {
     const ready = (async () => {
-      const transformers = await configureTransformers(transformersEnv);
-      const pipe = await serialised(() => transformers.pipeline("feature-extraction", modelId, {
-        device, dtype, session_options: ENCODER_SESSION_OPTIONS,
-      }));
-      (await embed(pipe, ["warm up"], { pooling: "mean", normalize: true })).dispose?.();
-      return pipe;
+      const { files, stats } = await fetchModelFiles(modelsBase, encoder,
+        (p) => onProgress({ modelId: encoder.model_id, ...p }));
+      addVerifiedFiles(files);
+      try {
+        const transformers = await configureTransformers(transformersEnv);
+        const pipe = await serialised(() => transformers.pipeline("feature-extraction", encoder.model_id, {
+          device, dtype: encoder.dtype, session_options: ENCODER_SESSION_OPTIONS,
+        }));
+        (await serialised(() => pipe(["warm up"], POOLING))).dispose?.();
+        return { pipe, stats };
+      } finally {
+        forgetVerifiedFiles(files.keys());  // onnxruntime holds the weights now
+      }
     })();
-    ready.catch(() => encoders.delete(key));  // a failed start is retried by the next caller
+    ready.catch(() => encoders.delete(key));
     encoders.set(key, ready);
   }
-  return encoders.get(key);
+  const { stats } = await encoders.get(key);
+  return { key, stats };
+}
+
+// Mean-pooled, normalised embeddings of `texts` from a loaded encoder: {dims, data: Float32Array}
+// and, when `counted` is a string, tokens: its token count without truncation (the caller's
+// truncation check, in the same call).
+export async function embedTexts({ key, texts, counted = null }) {
+  const { pipe } = await encoders.get(key);
+  const value = { dims: [0, 0], data: new Float32Array(0) };
+  if (texts.length) {
+    const tensor = await serialised(() => pipe(texts, POOLING));
+    try {
+      Object.assign(value, { dims: [...tensor.dims], data: Float32Array.from(tensor.data) });
+    } finally {
+      tensor.dispose?.();  // frees the ORT tensor now rather than at garbage collection
+    }
+  }
+  if (typeof counted === "string") value.tokens = pipe.tokenizer.encode(counted).length;
+  return value;
 }
 
 // The language model (web/lm.js): tokenizer, causal LM and its session, and the Tensor class.

@@ -155,6 +155,21 @@ function concat(pieces, size) {
   return out;
 }
 
+// One model's files as the page runs it, verified: model = {model_id, skipFiles?} (skipFiles: the
+// other dtypes' weights the manifest also lists). Returns {files: Map(pathname → bytes), stats}.
+export async function fetchModelFiles(modelsBase, model, onProgress = () => {}) {
+  const manifestUrl = `${modelsBase}${model.model_id}/manifest.json`;
+  const response = await fetch(manifestUrl);
+  if (!response.ok) throw new Error(`Model manifest ${manifestUrl}: HTTP ${response.status}`);
+  const all = await response.json();
+  const skip = new Set(model.skipFiles ?? []);
+  const manifest = { ...all, files: all.files.filter((f) => !skip.has(f.path)) };
+  await requestPersistentStorage();
+  const store = new ShardedModelStore({ onProgress });
+  const files = await store.ensure(modelsBase, manifest);
+  return { files, stats: store.stats };
+}
+
 export async function requestPersistentStorage() {
   try {
     return (await navigator.storage?.persist?.()) ?? false;

@@ -30,6 +30,21 @@ async function sha256Hex(buffer) {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// One precache entry, checked against its sha256. It is read through the HTTP cache first: the
+// install runs after the page's boot, which has just downloaded these very files, so a first visit
+// does not download the runtime twice. A copy that does not match (a stale or damaged cache entry)
+// is fetched again past the cache; a second mismatch fails the install. An entry without a
+// sha256 (the page itself) is never taken from the HTTP cache.
+async function verified(entry) {
+  for (const mode of entry.sha256 ? ["default", "reload"] : ["no-store"]) {
+    const response = await fetch(entry.url, { cache: mode });
+    if (!response.ok) throw new Error(`precache ${entry.url}: HTTP ${response.status}`);
+    const body = await response.clone().arrayBuffer();
+    if (!entry.sha256 || (await sha256Hex(body)) === entry.sha256) return response;
+  }
+  throw new Error(`precache ${entry.url}: sha256 mismatch; not cached`);
+}
+
 async function precache() {
   const listing = await (await fetch(`${BASE}precache.json`, { cache: "no-store" })).json();
   const cache = await caches.open(PREFIX + listing.version);
@@ -37,13 +52,7 @@ async function precache() {
   const worker = async () => {
     for (let entry = pending.shift(); entry; entry = pending.shift()) {
       if (await cache.match(entry.url)) continue;
-      const response = await fetch(entry.url, { cache: "no-store" });
-      if (!response.ok) throw new Error(`precache ${entry.url}: HTTP ${response.status}`);
-      const body = await response.clone().arrayBuffer();
-      if (entry.sha256 && (await sha256Hex(body)) !== entry.sha256) {
-        throw new Error(`precache ${entry.url}: sha256 mismatch; not cached`);
-      }
-      await cache.put(entry.url, response);
+      await cache.put(entry.url, await verified(entry));
     }
   };
   await Promise.all([worker(), worker(), worker(), worker()]);
@@ -51,7 +60,14 @@ async function precache() {
 }
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(precache().then(() => self.skipWaiting()));
+  event.waitUntil(precache());
+});
+
+// A new version, once installed, waits for a page to say it has booted (web/app.js), so it does
+// not take over while the page's workers start. With no page open it takes over at the next
+// visit, as service workers do.
+self.addEventListener("message", (event) => {
+  if (event.data?.type === "activate-now") self.skipWaiting();
 });
 
 self.addEventListener("activate", (event) => {

@@ -1,13 +1,16 @@
 // The inference worker: boots Pyodide from our origin, installs our wheels through our own
 // pyodide-lock.json, and hands every request to Python (pyapp.backends.browser.BrowserApp).
+// The base encoder runs in a worker of its own (web/encoderworker.js, through web/encoders.js),
+// started first, so it loads while Pyodide boots; the language model and the task encoders run
+// here.
 // Messages in: {type: "init", config} | {type: "run", id, task, text} | {type: "cancel"};
 // out: progress/ready/result, {type: "partial", id, text, tokens} while an extraction runs, and
 // {type: "lm-loaded", dtype, estimatedMemoryBytes} once the language model is loaded.
 
 import { detectDevice, languageModelDevice, threadCount } from "./env.js";
-import * as host from "./inference.js";
+import * as encoders from "./encoders.js";
 import * as lm from "./lm.js";
-import { ShardedModelStore, requestPersistentStorage } from "./modelstore.js";
+import { ShardedModelStore, fetchModelFiles } from "./modelstore.js";
 
 let app = null;
 let pyodideInstance = null;
@@ -28,34 +31,34 @@ async function init(config) {
   const threads = threadCount();
 
   const encoder = chooseWithinBudget(config.encoderVariants ?? [config.encoder], config.memoryBudgetBytes);
-  // Everything independent loads at once while Python boots: the model's shards, the task
-  // artifacts and the transformers.js module (Python's import then finds it already evaluated).
-  const download = downloadModel(config, encoder);
-  download.catch(() => {});
+  // Everything independent loads at once while Python boots: the encoder (download, verify,
+  // onnxruntime session, in the encoder worker) and the task artifacts. Python's load of the
+  // same encoder gets the same promise.
+  const transformersUrl = `${base}transformers/transformers.min.js`;
+  const transformersEnv = { transformersUrl, modelsPath: config.modelsBase, ortUrl: `${base}ort/`, threads };
+  encoders.start(({ done, total, fraction }) =>
+    progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`));
+  const encoderLoad = encoders.load({ transformersEnv, modelsBase: config.modelsBase, encoder, device });
+  encoderLoad.catch(() => {});  // awaited below, where its error is reported
   const artifacts = fetchArtifacts(config.taskArtifacts ?? {});
   artifacts.catch(() => {});
-  const transformersUrl = `${base}transformers/transformers.min.js`;
-  import(transformersUrl).catch(() => {});
-  // The encoder's onnxruntime session starts as soon as its files are verified, while Pyodide
-  // boots (Python's load gets the same pipeline). Both still share this worker's thread: cold
-  // start measured 7.8 s vs 8.1 s before (one run each), so most of it did not overlap.
-  const transformersEnv = { transformersUrl, modelsPath: config.modelsBase, ortUrl: `${base}ort/`, threads };
-  download.then(({ files }) => {
-    host.useVerifiedFiles(files);
-    return host.encoderPipeline(transformersEnv, encoder.model_id, { device, dtype: encoder.dtype });
-  }).catch(() => {});  // Python's load starts it again and reports the error
 
   progress("runtime", 0.05, "Python runtime (Pyodide)");
   const pyodide = await bootPyodide(base);
 
   progress("packages", 0.35, "Python packages (pyapp, pydantic)");
-  await pyodide.loadPackage(["edge-triage-pyapp"], { messageCallback: () => {}, checkIntegrity: true });
-  pyodide.registerJsModule("edge_triage_host", host);
+  const failed = [];
+  await pyodide.loadPackage(["edge-triage-pyapp"], { messageCallback: () => {}, errorCallback: (m) => failed.push(m),
+                                                    checkIntegrity: true });
+  if (!pyodide.loadedPackages["edge-triage-pyapp"]) {
+    // Pyodide reports a package it could not fetch and carries on; the import would then fail.
+    throw new Error(`Could not load the app's Python packages (${failed.join("; ") || "unknown error"}): `
+      + "the server or the network went away. Reload to try again.");
+  }
+  pyodide.registerJsModule("edge_triage_encoders", encoders);
   pyodide.registerJsModule("edge_triage_lm", lm);
   pyodideInstance = pyodide;
 
-  const { files, stats } = await download;
-  host.useVerifiedFiles(files);
   progress("model", 0.55, `Model ${encoder.model_id} on ${device}`);
   appConfig = {
     ...config,
@@ -72,7 +75,10 @@ async function init(config) {
   const lmTasks = new Set(config.lmTasks ?? []);
   app = BrowserApp(JSON.stringify({ ...appConfig, tasks: config.tasks.filter((t) => !lmTasks.has(t)) }));
   progress("tasks", 0.8, "Preparing tasks");
+  // The encoder's load reports its own error (a download that failed is not tried twice).
+  const { stats } = await encoderLoad;
   await app.load();
+  await pruneModels(config, [encoder.model_id]);
   const status = JSON.parse(app.status());
   progress("ready", 1, "Ready");
   postMessage({
@@ -84,9 +90,15 @@ async function init(config) {
   prefetchLM(config);
 }
 
-// Pyodide, booted from our origin. A boot that fails (a cut download) is tried once more before
-// it is reported.
+// Pyodide, restored from the heap of a booted interpreter (server/pysnapshot.mjs: ~0.8 s
+// instead of ~4 s here) or, where that cannot be read or restored, booted from scratch. A boot
+// that fails (a cut download) is tried once more, without the snapshot, before it is reported.
 async function bootPyodide(base) {
+  const snapshot = fetch(`${base}pyodide/snapshot.bin.gz`).then((response) => {
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  });
+  snapshot.catch(() => {});
   const { loadPyodide } = await import(`${base}pyodide/pyodide.mjs`);
   const options = {
     indexURL: `${base}pyodide/`,
@@ -97,20 +109,24 @@ async function bootPyodide(base) {
     stderr: (line) => console.warn(`[py] ${line}`),
   };
   let failure = null;
-  for (const attempt of [1, 2]) {
+  for (const useSnapshot of [true, false]) {
+    const restored = useSnapshot ? await snapshot.catch((err) => {
+      console.warn(`Pyodide snapshot not used (${err?.message ?? err}): booting from scratch`);
+      return null;
+    }) : null;
     try {
-      return await failingOnWasmError(loadPyodide({ ...options }));  // a copy: loadPyodide adds to it
+      return await failingOnWasmError(loadPyodide(restored ? { ...options, _loadSnapshot: restored } : options));
     } catch (err) {
       failure = err;
-      console.warn(`Pyodide boot failed (${err?.message ?? err})${attempt === 1 ? ": trying again" : ""}`);
+      console.warn(`Pyodide boot failed (${err?.message ?? err})${useSnapshot ? ": trying again without the snapshot" : ""}`);
     }
   }
   throw new Error(`Could not start the Python runtime (${failure?.message ?? failure}). Reload to try again.`);
 }
 
-// Pyodide 314's loader catches a failed pyodide.asm.wasm download (a connection cut off, e.g.
-// ERR_CONTENT_LENGTH_MISMATCH through the faults spec's throttle), logs "wasm instantiation
-// failed!" and then waits forever. This turns that line into an error.
+// Pyodide 314's loader catches a failed pyodide.asm.wasm download (a connection cut off:
+// ERR_CONTENT_LENGTH_MISMATCH, seen through the faults spec's throttle), logs "wasm
+// instantiation failed!" and then waits forever. This turns that line into an error.
 function failingOnWasmError(booting) {
   const warn = console.warn;
   let fail;
@@ -140,26 +156,13 @@ function chooseWithinBudget(variants, budget) {
 
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(0);
 
-async function downloadModel(config, encoder, { quiet = false } = {}) {
-  const manifestUrl = `${config.modelsBase}${encoder.model_id}/manifest.json`;
-  const response = await fetch(manifestUrl);
-  if (!response.ok) throw new Error(`Model manifest ${manifestUrl}: HTTP ${response.status}`);
-  const all = await response.json();
-  // One dtype's weights: the manifest also lists the other encoder variants' files.
-  const skip = new Set(encoder.skipFiles ?? []);
-  const manifest = { ...all, files: all.files.filter((f) => !skip.has(f.path)) };
-  await requestPersistentStorage();
-  const store = new ShardedModelStore({
-    onProgress: ({ done, total, fraction }) => quiet ||
-      progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`),
-  });
-  const files = await store.ensure(config.modelsBase, manifest);
-  // Keep every model this deployment uses, whichever one this call downloaded (a task's own
-  // encoder, loaded later, must not evict the base encoder or the language model).
+// Frees the model store of models this deployment no longer uses (a replaced version). Keeps
+// every model it does use, whichever one was just loaded (a task's own encoder, loaded later,
+// must not evict the base encoder or the language model).
+async function pruneModels(config, loaded) {
   const taskEncoders = Object.values(config.taskEncoders ?? {}).map((e) => e.model_id);
-  await store.prune(config.modelsBase, [config.encoder.model_id, encoder.model_id, ...taskEncoders,
+  await new ShardedModelStore().prune(config.modelsBase, [config.encoder.model_id, ...loaded, ...taskEncoders,
     ...(config.lm ? [config.lm.model_id] : [])]);
-  return { files, stats: store.stats };
 }
 
 // Online, after boot: fetch the language model's files, and those of the encoder its tasks'
@@ -170,7 +173,7 @@ async function prefetchLM(config) {
   try {
     const encoderMemoryBytes = Math.max(...config.lmTasks.map(encoderMemory));
     await lm.fetchFiles(config.modelsBase, lm.chooseVariant({ ...config, encoderMemoryBytes }));
-    for (const encoder of headEncoders(config).values()) await downloadModel(config, encoder, { quiet: true });
+    for (const encoder of headEncoders(config).values()) await fetchModelFiles(config.modelsBase, encoder);
     postMessage({ type: "lm-cached" });
   } catch (err) {
     console.warn(`language model prefetch: ${err.message}`);
@@ -223,9 +226,8 @@ async function ensureTaskEncoder(task) {
   const encoder = JSON.parse(pending);
   if (!encoderLoading.has(encoder.model_id)) {
     encoderLoading.set(encoder.model_id, (async () => {
-      const { files } = await downloadModel(appConfig, encoder);
-      host.addVerifiedFiles(files);
-      await app.load_task_encoder(task);
+      await app.load_task_encoder(task);  // the encoder worker downloads and verifies its files
+      await pruneModels(appConfig, [encoder.model_id]);
       loadedEncoders.set(encoder.model_id, encoder.added_memory_bytes);
       postMessage({ type: "encoder-loaded", modelId: encoder.model_id, estimatedMemoryBytes: encoder.added_memory_bytes });
     })());

@@ -30,9 +30,15 @@ class EncoderBackend(ABC):
         from ..textinput import prefix_for_tokens
 
         notices: list[str] = []
-        truncated = await self.count_tokens(prefix_for_tokens(text, self.max_tokens)) > self.max_tokens
+        embedding, tokens = await self.embed_counted(text, prefix_for_tokens(text, self.max_tokens))
+        truncated = tokens > self.max_tokens
         if truncated:
             notices.append(f"Input truncated to the model's {self.max_tokens} tokens "
                            f"(it has {len(text):,} characters).")
-        (embedding,) = await self.embed([text])
         return embedding, truncated, notices
+
+    async def embed_counted(self, text: str, counted: str) -> tuple[list[float], int]:
+        """``text``'s embedding and the token count of ``counted``; a backend where each call
+        crosses to another thread (the browser's encoder worker) does both in one."""
+        (embedding,) = await self.embed([text])
+        return embedding, await self.count_tokens(counted)

@@ -1,7 +1,9 @@
 """Encoder in the browser: transformers.js (onnxruntime-web) driven from Pyodide.
 
 With ``browser_lm`` (the language model) one of the two Python modules that import ``js``/``pyodide``.
-The worker registers ``edge_triage_host`` (web/inference.js) before importing us.
+The worker registers ``edge_triage_encoders`` (web/encoders.js) before importing us: the base
+encoder runs in a worker of its own (web/encoderworker.js, one message each way per call), a
+task's own encoder in this worker beside the language model (web/encoders.js says why).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import edge_triage_host  # type: ignore[import-not-found]  # registered by web/worker.js
+import edge_triage_encoders  # type: ignore[import-not-found]  # registered by web/worker.js
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
 
 from ..engine import Engine, EngineGroup, attach_heads, run_as_json
@@ -17,8 +19,9 @@ from .base import EncoderBackend
 
 
 class TransformersJsEncoder(EncoderBackend):
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], local: bool = False):
         self.config = config
+        self.local = local  # run in this worker rather than the encoder worker
         self.name = config["device"]
         self.threads = int(config["threads"]) if self.name == "wasm" else 1
         encoder = config["encoder"]
@@ -26,46 +29,42 @@ class TransformersJsEncoder(EncoderBackend):
         self.dtype = encoder["dtype"]
         self.max_tokens = int(encoder["max_tokens"])
         self.model_key = encoder["key"]
-        self._pipe = None
-        self._tokenizer = None
+        self._key = ""  # web/encoders.js's name for the loaded pipeline
 
     async def load(self) -> None:
-        # web/inference.js makes the pipeline (started by web/worker.js while Python booted).
-        self._pipe = await edge_triage_host.encoderPipeline(
-            to_js(self.config["transformersEnv"], dict_converter=_js_object), self.model_id,
-            to_js({"device": self.name, "dtype": self.dtype}, dict_converter=_js_object))
-        self._tokenizer = self._pipe.tokenizer
+        # web/encoders.js downloads, verifies and loads it (web/worker.js started the base
+        # encoder's load while Python booted; this gets the same one).
+        loaded = await edge_triage_encoders.load(json.dumps({
+            "transformersEnv": self.config["transformersEnv"], "modelsBase": self.config["modelsBase"],
+            "encoder": self.config["encoder"], "device": self.name, "local": self.local}))
+        self._key = loaded.key
+
+    async def _call(self, texts: list[str], counted: str | None) -> tuple[list[list[float]], Any]:
+        reply = await edge_triage_encoders.embed(self._key, to_js(texts), counted)
+        dims = reply.dims.to_py()
+        flat = reply.data.to_py().tolist()  # one copy of the batch's pooled vectors
+        width = dims[1]
+        tokens = reply.tokens if counted is not None else None
+        return [flat[i * width : (i + 1) * width] for i in range(dims[0])], tokens
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        # Through web/inference.js, which runs one inference at a time across both models.
-        tensor = await edge_triage_host.embed(
-            self._pipe, to_js(texts),
-            to_js({"pooling": "mean", "normalize": True}, dict_converter=_js_object))
-        try:
-            dims = tensor.dims.to_py()
-            flat = tensor.data.to_py().tolist()  # one copy of the batch's pooled vectors
-        finally:
-            tensor.dispose()  # frees the ORT tensor now rather than at JS garbage collection
-        width = dims[1]
-        return [flat[i * width : (i + 1) * width] for i in range(dims[0])]
+        return (await self._call(texts, None))[0]
+
+    async def embed_counted(self, text: str, counted: str) -> tuple[list[float], int]:
+        # One call (a round trip to the encoder worker) for both.
+        (embedding,), tokens = await self._call([text], counted)
+        return embedding, int(tokens)
 
     async def count_tokens(self, text: str) -> int:
-        return self._tokenizer.encode(text).length
-
-
-def _js_object(entries):
-    import js  # type: ignore[import-not-found]
-
-    return js.Object.fromEntries(entries)
+        return int((await self._call([], text))[1])
 
 
 class BrowserApp:
     """What the worker calls: JSON in, JSON out, so no proxies cross the boundary.
 
     Tasks on an encoder of their own (``config["taskEncoders"]``, a pack's fine-tuned encoder)
-    are not loaded at boot: the worker asks ``pending_encoder`` before running one, downloads
-    that encoder's files and calls ``load_task_encoder``; the page holds a second encoder only
-    once such a task has been used.
+    are not loaded at boot: the worker asks ``pending_encoder`` before running one and calls
+    ``load_task_encoder``; the page holds a second encoder only once such a task has been used.
     """
 
     def __init__(self, config_json: str):
@@ -91,12 +90,11 @@ class BrowserApp:
         return json.dumps(encoder)
 
     async def load_task_encoder(self, task: str) -> None:
-        """Load ``task``'s own encoder (its files already verified by the worker) and every
-        task that runs on it."""
+        """Load ``task``'s own encoder (in this worker) and every task that runs on it."""
         encoder = self._deferred[task]
         model_id = encoder["model_id"]
         if model_id not in self._engines:
-            backend = TransformersJsEncoder({**self.config, "encoder": encoder})
+            backend = TransformersJsEncoder({**self.config, "encoder": encoder}, local=True)
             await backend.load()
             engine = Engine(backend)
             await engine.load([t for t, e in self._deferred.items() if e["model_id"] == model_id],

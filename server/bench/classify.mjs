@@ -2,7 +2,7 @@
 // transformers.js page, in one headless system Chromium. Job (stdin JSON):
 //   {origin, ours, plain, texts, repeats, warmup, first}
 // Prints {start: {...}, latency: {...}} on stdout; progress on stderr.
-import { launchChromium } from "../chromium.mjs";
+import { assertOwnOrigin, launchChromium, watchOrigin } from "../chromium.mjs";
 
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
@@ -37,10 +37,12 @@ async function visit(context, url, kind) {
   return { page, ms };
 }
 
+// A fresh profile; its off-origin requests fail the run (server/chromium.mjs watchOrigin).
+const contexts = [];
 async function fresh() {
   const context = await browser.newContext();
-  await context.route("**/*", (route) =>
-    new URL(route.request().url()).origin === job.origin ? route.continue() : route.abort());
+  watchOrigin(context, job.origin, context);
+  contexts.push(context);
   return context;
 }
 
@@ -90,6 +92,7 @@ try {
       log(`repeat ${r + 1}/${job.repeats} ${kind}: p50 ${quantile(ms, 0.5).toFixed(1)} ms, p95 ${quantile(ms, 0.95).toFixed(1)} ms`);
     }
   }
+  for (const context of contexts) assertOwnOrigin(context);
   process.stdout.write(JSON.stringify({ start, latency }));
 } finally {
   await browser.close();

@@ -23,6 +23,9 @@ async function waitForOutbox(page, predicate: (records: any[]) => boolean, timeo
 
 test("an out-of-scope query offline waits in the outbox, then is sent and answered", async ({ app, context }) => {
   await openApp(app);
+  // The reload below boots offline: from the service worker, which on a first visit installs
+  // once the models are loaded, and the page says when it is done.
+  await expect(app.locator("#offline")).toHaveText("available offline", { timeout: 60_000 });
   await context.setOffline(true);
   const result = await classify(app, "what will the weather be like tomorrow in Lisbon");
   expect(result.route).toBe("escalated");

@@ -119,6 +119,9 @@ test.describe("updating a deployment", () => {
     await expect(app.locator("#site-notice")).toContainText("updated to version feedc0ffee01", { timeout: 120_000 });
     const after = await app.evaluate(async () => (await caches.keys()).filter((n) => n.startsWith("edge-triage-shell-")));
     expect(after).toEqual(["edge-triage-shell-feedc0ffee01"]);
+    // The boot the update happened under finishes; if not, the stage it stopped at is printed.
+    await expect.poll(() => app.evaluate(() => JSON.stringify((window as any).edgeTriage.status())),
+      { timeout: 120_000 }).toContain('"state":"ready"');
     expect((await classify(app, "Fan 2 stalled, rotor speed 0 RPM")).output.label).toBe("mechanical");
   });
 });

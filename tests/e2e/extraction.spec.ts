@@ -119,8 +119,8 @@ test("cancel stops within a forward pass (valid false, stop_reason cancelled, es
   expect(cancelled.seen - cancelled.atCancel).toBeLessThanOrEqual(8);
   expect(cancelled.result.escalation).toBeTruthy();
 
-  // A classification asked for while an extraction decodes: web/inference.js runs the two
-  // models' calls one at a time, so it is answered between two tokens and the extraction goes on.
+  // A classification asked for while an extraction decodes: the encoder runs in a worker of its
+  // own (web/encoderworker.js), so it is answered while the extraction goes on.
   const both = await app.evaluate(async (task) => {
     const api = (window as any).edgeTriage;
     let classified: Promise<any> | null = null, tokensWhenClassified = -1, seen = 0;

@@ -7,7 +7,7 @@ import { mkdtempSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test, expect, openApp, classify } from "./fixtures";
+import { test, expect, openApp, classify, swReady } from "./fixtures";
 
 const BASE_PORT = Number(process.env.E2E_PORT ?? 8766);
 const SERVER_PORT = BASE_PORT + 40;  // the app server
@@ -45,11 +45,26 @@ async function killServer() {
   await exited;
 }
 
-// A TCP relay; `bytesPerSecond` and `latencyMs` throttle the server → browser direction.
+// A TCP relay; `bytesPerSecond` and `latencyMs` throttle the server → browser direction, and
+// `beforeRequest(path)` sees each request's path on its way to the server (browser → server),
+// holding it until it resolves; "refuse" closes the connection instead. Faults keyed on requests
+// live here, not in Playwright routes: with the page's workers, unrouting a route whose requests
+// had failed waited forever, and so did a reload after one (the first and last tests below).
 const throttle = { bytesPerSecond: 0, latencyMs: 0 };
+let beforeRequest: ((path: string) => Promise<"refuse" | void> | "refuse" | void) | null = null;
 const proxy = net.createServer((client) => {
   const upstream = net.connect(SERVER_PORT, "127.0.0.1");
-  client.on("data", (chunk) => upstream.write(chunk));
+  client.on("data", async (chunk) => {
+    const paths = [...chunk.toString("latin1").matchAll(/^[A-Z]+ (\S+) HTTP\/1\.[01]\r?$/gm)].map((m) => m[1]);
+    if (beforeRequest && paths.length) {
+      client.pause();
+      for (const path of paths) {
+        if ((await beforeRequest?.(path)) === "refuse") return close();
+      }
+      client.resume();
+    }
+    upstream.write(chunk);
+  });
   let first = true;  // the latency is paid once per connection, the bandwidth per byte
   upstream.on("data", async (chunk) => {
     if (!throttle.bytesPerSecond && !throttle.latencyMs) return client.write(chunk);
@@ -104,15 +119,15 @@ async function readyError(page) {
 
 test("the server killed mid-download: a clear message, then the reload resumes and the case is sent", async ({ app, context }) => {
   await openApp(app);
+  await swReady(app);  // with the server gone, the reload boots from the service worker's runtime
   const key = await escalateOffline(app, context);  // a case waiting while the server dies
   await dropModelCache(app);
   let shards = 0;
-  await context.route(/\/models\/.*\/shards\//, async (route) => {
+  beforeRequest = async (path) => {
     // Four shards download at once: the fifth is asked for once one is verified and stored,
     // so the server dies with some shards kept and others in flight.
-    if (++shards === 5) await killServer();
-    await route.continue();
-  });
+    if (/^\/models\/.*\/shards\//.test(path) && ++shards === 5) await killServer();
+  };
   await app.reload();
   const error = await readyError(app);
   expect(error).toMatch(/Could not download \/models\/.* the server or the network went away/);
@@ -120,7 +135,8 @@ test("the server killed mid-download: a clear message, then the reload resumes a
   const records = await app.evaluate(() => (window as any).edgeTriage.outbox());
   expect(records.map((r) => r.key)).toContain(key);  // nothing lost while the server was gone
 
-  await context.unroute(/\/models\/.*\/shards\//);
+  beforeRequest = null;
+  expect(shards).toBeGreaterThanOrEqual(5);  // the server died during the model's download
   await startServer();
   await app.reload();
   const status = await app.evaluate(() => (window as any).edgeTriage.ready);
@@ -133,6 +149,7 @@ test("the server killed mid-download: a clear message, then the reload resumes a
 test("a throttled network: the download shows its progress, finishes, and the case is sent", async ({ app, context }) => {
   test.setTimeout(300_000);
   await openApp(app);
+  await swReady(app);  // the runtime comes from the service worker: only the model goes through the throttle
   await dropModelCache(app);
   try {
     // The case is escalated offline and the network comes back already slow, so it is sent
@@ -203,13 +220,46 @@ test("the worker crashes mid-extraction: the run says so, the worker restarts, r
   expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes)).toBe(1);
 });
 
+// The base encoder runs in a worker of its own (web/encoderworker.js), started by the inference
+// worker: its crash must reach the page's crash handling too, not leave Python waiting forever.
+test("the encoder worker crashes: the page says so, the workers restart, classifying works again", async ({ app }) => {
+  await openApp(app);
+  const encoder = app.workers().find((w) => w.url().endsWith("/encoderworker.js"))!;
+  await encoder.evaluate(() => setTimeout(() => { throw new Error("simulated crash"); }, 0));
+  await expect(app.locator("#error")).toContainText("The inference worker crashed");
+  await app.evaluate(() => (window as any).edgeTriage.ready);
+  expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes)).toBe(1);
+  expect((await classify(app, "PSU 2 failed, running on redundant supply")).output.label).toBe("power");
+});
+
+// A worker stuck on a promise that never settles (a script or onnxruntime thread that never
+// loads) sends no error at all: here the encoder worker stops answering after boot. The
+// inference worker stops waiting after web/encoders.js SILENCE_MS (60 s), loads the base encoder
+// itself and answers the waiting call, instead of leaving the run (or a boot) waiting forever.
+test("an encoder worker that stops answering: the encoder moves to the inference worker", async ({ app }) => {
+  test.setTimeout(300_000);
+  const messages: string[] = [];
+  app.on("console", (m) => messages.push(m.text()));
+  app.on("worker", (w) => w.on("console", (m) => messages.push(m.text())));
+  await openApp(app);
+  const encoder = app.workers().find((w) => w.url().endsWith("/encoderworker.js"))!;
+  await encoder.evaluate(() => { self.onmessage = () => {}; });  // alive, silent
+  const started = Date.now();
+  expect((await classify(app, "PSU 2 failed, running on redundant supply")).output.label).toBe("power");
+  expect(Date.now() - started).toBeGreaterThanOrEqual(60_000);
+  expect(messages.join("\n")).toContain("The encoder worker did not answer for 60 s");
+  await expect.poll(() => app.workers().some((w) => w.url().endsWith("/encoderworker.js"))).toBe(false);  // ended
+  expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes ?? 0)).toBe(0);  // no restart: not a crash
+  expect((await classify(app, "Fan 2 stalled, rotor speed 0 RPM")).output.label).toBe("mechanical");
+});
+
 // Pyodide's own loader waits forever when pyodide.asm.wasm's download fails (web/worker.js
 // failingOnWasmError): the first request for it is cut here, and the boot must try again.
 test("the Python runtime's download cut off: the boot tries again and finishes", async ({ app, context }) => {
   let requests = 0;
   await context.route(/\/pyodide\.asm\.wasm$/, (route) => (requests++ ? route.continue() : route.abort("connectionreset")));
   const status = await openApp(app);
-  expect(requests).toBeGreaterThanOrEqual(2);  // the cut one, then the retry's
+  expect(requests).toBe(2);
   expect(status.state).toBe("ready");
   expect((await classify(app, "PSU 2 failed, running on redundant supply")).output.label).toBe("power");
 });
@@ -218,8 +268,7 @@ test("storage full: a clear message, the outbox keeps its case, and with space b
   await openApp(app);
   // The server refuses connections for now, so the cases stay pending through the fault (an
   // online page would otherwise send them at once and the test would prove nothing).
-  const blocked = /\/api\/escalations/;
-  await context.route(blocked, (route) => route.abort("connectionrefused"));
+  beforeRequest = (path) => (path.startsWith("/api/escalations") ? "refuse" : undefined);
   const kept = (await classify(app, OOS)).escalation.key as string;
   const cdp = await context.newCDPSession(app);
   const origin = new URL(app.url()).origin;
@@ -251,7 +300,7 @@ test("storage full: a clear message, the outbox keeps its case, and with space b
   }
 
   await cdp.send("Storage.overrideQuotaForOrigin", { origin });  // space is back
-  await context.unroute(blocked);
+  beforeRequest = null;
   await app.reload();
   await app.evaluate(() => (window as any).edgeTriage.ready);
   expect((await classify(app, "Link down on eth0")).output.label).toBe("network");

@@ -3,16 +3,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "@playwright/test";
-import { test, expect, openApp, classify } from "./fixtures";
+import { test, expect, openApp, classify, swReady } from "./fixtures";
 
 const CACHE = "edge-triage-models-v1";
-
-async function swReady(page) {
-  await page.evaluate(async () => {
-    await (window as any).edgeTriage.serviceWorker;
-    await navigator.serviceWorker.ready;
-  });
-}
 
 test("after one visit the app reloads and classifies with the network off", async ({ app, context }) => {
   await openApp(app, "?prefetch=0");

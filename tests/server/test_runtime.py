@@ -79,6 +79,8 @@ def test_runtime_version_is_keyed_only_on_what_ships(tmp_path):
     shutil.copytree(root / "pyapp", tmp_path / "pyapp",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(root / "package-lock.json", tmp_path / "package-lock.json")
+    (tmp_path / "server").mkdir()
+    shutil.copy2(root / "server" / "pysnapshot.mjs", tmp_path / "server" / "pysnapshot.mjs")
 
     def key():
         return runtime_mod.content_key(runtime_mod._inputs(tmp_path))
@@ -88,6 +90,20 @@ def test_runtime_version_is_keyed_only_on_what_ships(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("# edited\n")
     assert key() == before
+    snapshot = tmp_path / "server" / "pysnapshot.mjs"  # makes the Pyodide snapshot we serve
+    snapshot.write_text(snapshot.read_text() + "\n// edited\n")
+    assert key() != before
+    before = key()
     engine = tmp_path / "pyapp" / "engine.py"
     engine.write_text(engine.read_text() + "\n# edited\n")
     assert key() != before
+
+
+def test_pyodide_snapshot_is_served_and_holds_nothing_of_the_build_machine(build_dir):
+    import gzip
+
+    snapshot = build_dir / "runtime" / runtime_mod.PYODIDE_SNAPSHOT
+    heap = gzip.decompress(snapshot.read_bytes())
+    assert heap[:4] == b"\x00snp" and len(heap) >= 16 * 2**20  # Pyodide's header, then the heap
+    assert str(runtime_mod.repo_root()).encode() not in heap
+    assert b"node_modules" not in heap
