@@ -48,6 +48,14 @@ const reloadingForIsolation = !self.crossOriginIsolated && "serviceWorker" in na
   && !sessionStorage.getItem("edge-triage-isolation-reload");
 
 let worker;
+// The boot's background downloads (the language model prefetch) have finished, or failed, or
+// were skipped: a new service worker takes over only after them (registerServiceWorker). Capped,
+// so a download stuck on a slow network does not hold an update back for the whole visit.
+let downloadsDone;
+const afterDownloads = Promise.race([
+  new Promise((resolve) => { downloadsDone = resolve; }),
+  new Promise((resolve) => setTimeout(resolve, 120_000)),
+]);
 // A new worker (and a new `ready`) after a crash: see worker.onerror.
 let ready = startWorker();
 
@@ -69,6 +77,7 @@ function startWorker() {
     worker.onmessage = ({ data }) => {
       if (data.type === "progress") setProgress(data.stage, data.fraction, data.detail);
       else if (data.type === "lm-cached") state.lmCached = true;
+      else if (data.type === "downloads-done") downloadsDone();
       else if (data.type === "lm-loaded") Object.assign(state, { lmDtype: data.dtype, lmEstimatedMemoryBytes: data.estimatedMemoryBytes });
       else if (data.type === "encoder-loaded") {
         state.taskEncoderMemoryBytes = (state.taskEncoderMemoryBytes ?? 0) + data.estimatedMemoryBytes;
@@ -167,7 +176,11 @@ async function registerServiceWorker() {
   // worker swap while the page's workers start (the encoder worker and onnxruntime's threads are
   // workers started by workers, their scripts served by the service worker) is where, once in a
   // full test run, the update test's boot took 72 s: the encoder watchdog's 60 s (web/encoders.js).
-  const activateAfterBoot = (sw) => ready.catch(() => {}).then(() => sw.postMessage({ type: "activate-now" }));
+  // It also waits for the boot's background downloads: asked to take over while the language
+  // model prefetch's requests were going through the old worker, Chromium left the new one
+  // `installed` for good (the export update test: 6 of 10 runs; after the downloads: 10 of 10).
+  const activateAfterBoot = (sw) => ready.catch(() => {}).then(() => afterDownloads)
+    .then(() => sw.postMessage({ type: "activate-now" }));
   // The install may have begun before register() resolved (its updatefound already fired).
   const onceInstalled = (sw) => sw?.addEventListener("statechange", () => {
     if (sw.state === "installed" && navigator.serviceWorker.controller) activateAfterBoot(sw);

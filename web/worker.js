@@ -169,14 +169,16 @@ async function pruneModels(config, loaded) {
 // heads run on, into the verified store (not into memory), so extraction also works after the
 // network goes. ?prefetch=0 skips it.
 async function prefetchLM(config) {
-  if (!config.lm || !config.lmTasks?.length || !config.prefetch || !navigator.onLine) return;
   try {
+    if (!config.lm || !config.lmTasks?.length || !config.prefetch || !navigator.onLine) return;
     const encoderMemoryBytes = Math.max(...config.lmTasks.map(encoderMemory));
     await lm.fetchFiles(config.modelsBase, lm.chooseVariant({ ...config, encoderMemoryBytes }));
     for (const encoder of headEncoders(config).values()) await fetchModelFiles(config.modelsBase, encoder);
     postMessage({ type: "lm-cached" });
   } catch (err) {
     console.warn(`language model prefetch: ${err.message}`);
+  } finally {
+    postMessage({ type: "downloads-done" });
   }
 }
 
