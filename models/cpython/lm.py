@@ -216,7 +216,10 @@ class OnnxTextGenerator:
     def generate_sync(self, prompt: Prompt, grammar=None, max_new_tokens: int = 128,
                       cancel=None, on_token=None) -> Generation:
         ids = self.encode(prompt.render())
-        budget = min(max_new_tokens, self.max_tokens - len(ids))
+        answer_start = self._answer_start(prompt)
+        # The answer's fixed start is not counted in max_new_tokens (decode_greedy), but it
+        # takes room in the context window.
+        budget = min(max_new_tokens, self.max_tokens - len(ids) - len(answer_start))
         cursor = grammar.cursor() if grammar is not None else None
         started = time.perf_counter()
         fixed = reusable_prefix(ids, self.encode(prompt.fixed_text()))
@@ -226,7 +229,7 @@ class OnnxTextGenerator:
                             max_new_tokens=max(0, budget), eos_ids=self.eos_ids,
                             cancel=cancel, on_token=on_token,
                             closing=(closing_starts_at(max(0, budget)), *self._closing),
-                            fixed=len(fixed), answer_start=self._answer_start(prompt),
+                            fixed=len(fixed), answer_start=answer_start,
                             token_texts=self._texts)
         gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,

@@ -122,7 +122,8 @@ class BrowserTextGenerator:
         # As OnnxTextGenerator.generate_sync (models/cpython/lm.py), with the JS pieces. Cancel
         # and streaming are the worker's (lm.cancel(), lm.setTokenListener).
         ids = self.encode(prompt.render())
-        budget = min(max_new_tokens, self.max_tokens - len(ids))
+        answer_start = self.encode(prompt.answer_start) if prompt.answer_start else []
+        budget = min(max_new_tokens, self.max_tokens - len(ids) - len(answer_start))
         cursor = grammar.cursor() if grammar is not None else None
         started = time.perf_counter()
         # The same split as under CPython: lm.js keeps the prefix's KV cache per task.
@@ -135,7 +136,7 @@ class BrowserTextGenerator:
                 on_token=edge_triage_lm.emitToken,
                 closing=(closing_starts_at(max(0, budget)), *self._closing),
                 fixed=len(prefix),
-                answer_start=self.encode(prompt.answer_start) if prompt.answer_start else [],
+                answer_start=answer_start,
                 token_texts=self._texts)
         finally:
             edge_triage_lm.release()

@@ -192,7 +192,10 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     arithmetic; in float a batched pass may round differently from single steps.
 
     ``answer_start`` (``Prompt.answer_start``, tokenised): the output's first tokens, decided
-    before decoding; each is taken as a forced token (the grammar must accept it).
+    before decoding; each is taken as a forced token (the grammar must accept it). They are not
+    the model's: ``max_new_tokens``, the closing reserve and loop detection count only the
+    tokens after them (a long fixed start, such as a line's message as the summary, would
+    otherwise leave the model no budget, or read a line's own repetition as a loop).
 
     ``token_texts`` (``phrases.token_texts`` of the vocabulary): inside strings, outside closing
     mode, no phrase of ``phrases.WORDS`` words is written twice unless the input has it.
@@ -218,14 +221,16 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     if token_texts and quotes:
         given = "".join(token_texts.get(t, "") for t in prompt_ids[fixed:])
         phrases = PhraseGuard(token_texts, trigrams(words_of(given)))
-    while len(out) < max_new_tokens:
+    n_start = len(answer_start)
+    while len(out) - n_start < max_new_tokens:
         if cancel is not None and cancel():
             reason = "cancelled"
             break
         t = clock()
         if cursor is not None:
             await _ready(cursor.fill_bitmask(bitmask))
-        if close_at is not None and not closed and (len(out) >= close_at or repeats(out)):
+        if close_at is not None and not closed and len(out) >= n_start \
+                and (len(out) - n_start >= close_at or repeats(out[n_start:])):
             closed = True  # and stays on
         if len(out) < len(answer_start):
             only = answer_start[len(out)]
@@ -287,7 +292,7 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
         if cursor is not None and cursor.is_finished():
             reason = "grammar"
             break
-        if len(out) >= max_new_tokens:
+        if len(out) - n_start >= max_new_tokens:
             break
         pending.append(token)  # run through the model when the next logits are needed
     timings["decode_tokens"] = float(len(out))

@@ -306,8 +306,11 @@ def telemetry_record_model(categories: tuple[str, ...]) -> type[BaseModel]:
         severity=(Literal[SEVERITIES], ...),
         component_kind=(Literal[COMPONENT_KINDS], Field(
             description="what kind of part is affected")),
+        # Before the generated fields: telemetry-extract writes it from the line (pyapp.message)
+        # as part of the answer's start, which must be the record's first fields.
+        summary=(str, Field(min_length=1, max_length=160,
+                            description="what the line says, in one short sentence")),
         component=(str, Field(min_length=1, max_length=48,
                               description="the affected part, e.g. 'fan 2 on node 4B'")),
         action_required=(bool, ...),
-        summary=(str, Field(min_length=1, max_length=160, description="one short sentence")),
     )

@@ -11,6 +11,12 @@ value per field) meant compiling a new grammar for every new combination, ~4 s i
 The result says which part filled each field (``output.sources``) and each head field's
 confidence (``output.field_confidence``).
 
+A field may also come from the line itself (``line_fields``: field → a ``LINE_SOURCES`` name):
+telemetry-extract's ``summary`` is the line's message (``pyapp.message``), written into the
+answer's start after the heads' values, so the model writes only ``component`` and
+``action_required``, conditioned on both. Chosen by reading the 135M model's own summaries line
+by line: few were about their line (README "Extraction").
+
 Confidence: the record's confidence is the probability that every head field is right, from a
 logistic calibration of the heads' log-probabilities fitted at build time on template-grouped
 held-out predictions of the training split (``models/fieldheads.py``), and the routing threshold
@@ -27,6 +33,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from ..message import line_message
 from .base import Prediction
 from .extraction import (COMPONENT_KINDS, SEVERITIES, ExtractionTask, logistic,
                          telemetry_record_model)
@@ -42,17 +49,31 @@ def calibrated(calibration: dict, confidences: dict[str, float]) -> float:
     return logistic({**calibration, "features": calibration["fields"]}, logs)
 
 
+#: What a ``line_fields`` entry may name: a function of the (guarded) input text.
+LINE_SOURCES = {"message": line_message}
+LINE_SOURCE_NAMES = {"message": "the line's message (its header removed)"}
+
+
 class HybridExtractionTask(ExtractionTask):
-    def __init__(self, *args, field_heads: dict[str, str], **kwargs):
+    def __init__(self, *args, field_heads: dict[str, str],
+                 line_fields: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        line_fields = dict(line_fields or {})
         fields = list(self.record_model.model_fields)
-        unknown = set(field_heads) - set(fields)
+        unknown = (set(field_heads) | set(line_fields)) - set(fields)
         if unknown:
-            raise ValueError(f"field_heads name fields the record does not have: {sorted(unknown)}")
-        if set(fields[:len(field_heads)]) != set(field_heads):
-            raise ValueError("field_heads must be the record's first fields (their values are "
-                             "written as the start of the answer)")
+            raise ValueError(f"field_heads / line_fields name fields the record does not have: "
+                             f"{sorted(unknown)}")
+        if set(line_fields.values()) - set(LINE_SOURCES):
+            raise ValueError(f"line_fields: unknown source(s), known: {sorted(LINE_SOURCES)}")
+        fixed = list(field_heads) + list(line_fields)
+        if fields[:len(fixed)] != [f for f in fields if f in fixed]:
+            raise ValueError("field_heads and line_fields must be the record's first fields "
+                             "(their values are written as the start of the answer), heads first")
+        if fields[:len(field_heads)] != [f for f in fields if f in field_heads]:
+            raise ValueError("field_heads must be the record's first fields, before line_fields")
         self.field_heads = dict(field_heads)
+        self.line_fields = line_fields
         self._heads: dict[str, tuple[Any, Any]] = {}
         self._calibration: dict | None = None
 
@@ -87,10 +108,18 @@ class HybridExtractionTask(ExtractionTask):
 
         return field_training(None)
 
+    @property
+    def fixed_fields(self) -> list[str]:
+        """The fields written before the language model runs, in record order."""
+        return list(self.field_heads) + list(self.line_fields)
+
     def sources(self) -> dict[str, str]:
         out = super().sources()
         for field, (task, _) in self._heads.items():
             out[field] = f"{task.name} (encoder head)"
+        if self._heads:  # without heads the language model writes every field (predict)
+            for field, source in self.line_fields.items():
+                out[field] = LINE_SOURCE_NAMES[source]
         return out
 
     def narrowed_schema(self, fixed: dict[str, str]) -> dict:
@@ -109,7 +138,8 @@ class HybridExtractionTask(ExtractionTask):
         '{"category":"power","severity":"error","component_kind":"hardware",'
         """
         fields = list(self.record_model.model_fields)[:len(fixed)]
-        return json.dumps({f: fixed[f] for f in fields}, separators=(",", ":"))[:-1] + ","
+        return json.dumps({f: fixed[f] for f in fields}, separators=(",", ":"),
+                          ensure_ascii=False)[:-1] + ","
 
     async def predict(self, text: str, backend: Any, cancel=None, on_token=None) -> Prediction:
         if not self._heads:
@@ -134,6 +164,10 @@ class HybridExtractionTask(ExtractionTask):
             best = max(range(len(probs)), key=probs.__getitem__)
             fixed[field] = task.labels[best]
             confidence[field] = float(probs[best])
+        for field, source in self.line_fields.items():
+            # Empty only for a line without words; the language model then writes the field.
+            if value := LINE_SOURCES[source](text):
+                fixed[field] = value
         engine = backend.grammar_engine()
         if hasattr(engine, "prepare"):  # the browser's engine compiles asynchronously, ahead
             await engine.prepare(self.schema)  # at task load: a no-op here
@@ -152,7 +186,7 @@ class HybridExtractionTask(ExtractionTask):
             by_head = {self.field_heads[f]: c for f, c in confidence.items()}
             prediction.confidence = (calibrated(self._calibration, by_head)
                                      if self._calibration else math.prod(confidence.values()))
-        prediction.extra["heads"] = {f: [fixed[f], round(confidence[f], 6)] for f in fixed}
+        prediction.extra["heads"] = {f: [fixed[f], round(c, 6)] for f, c in confidence.items()}
         return self.checked(prediction, guarded)
 
     def describe(self) -> dict[str, Any]:
@@ -167,6 +201,9 @@ class HybridExtractionTask(ExtractionTask):
 #: the labelled Loghub templates, README "Extraction"); the language model writes the rest.
 TELEMETRY_FIELD_HEADS = {"category": "telemetry-category", "severity": "telemetry-severity",
                          "component_kind": "telemetry-component-kind"}
+#: Fields taken from the line itself: SmolLM2-135M's summaries were about their line in few of
+#: 40 dev lines read one by one; the line's message is right by construction (README "Extraction").
+TELEMETRY_LINE_FIELDS = {"summary": "message"}
 
 
 def telemetry_extract() -> ExtractionTask:
@@ -176,16 +213,17 @@ def telemetry_extract() -> ExtractionTask:
     instructions = (
         "Read the telemetry line below and fill in a JSON object with: category (one of "
         f"{', '.join(categories)}), severity ({', '.join(SEVERITIES)}), component_kind (one of "
-        f"{', '.join(COMPONENT_KINDS)}), component (the affected part as the line names it), "
-        "action_required (true if someone must act) and summary (one short sentence in your "
-        "own words, without repeating yourself)."
+        f"{', '.join(COMPONENT_KINDS)}), summary (what the line says), component (the affected "
+        "part, as the line names it) and action_required (true if someone must act)."
     )
     return HybridExtractionTask(
         "telemetry-extract",
         telemetry_record_model(categories),
         instructions,
         description="Structured fields of a telemetry line: closed-set fields from encoder "
-                    "heads, component and summary from a small language model.",
+                    "heads, the summary from the line's message, component and action from a "
+                    "small language model.",
         system="You are a careful assistant that extracts fields from telemetry into JSON.",
         field_heads=TELEMETRY_FIELD_HEADS,
+        line_fields=TELEMETRY_LINE_FIELDS,
     )

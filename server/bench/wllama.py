@@ -62,13 +62,14 @@ def prompt_of(text: str) -> str:
 
 def records(texts: list[str], page_records: list[dict | None], page_tokens: list[int]) -> list[dict]:
     """Per text: the prompt our page rendered, the schema it generated under, its token count."""
-    from pyapp.tasks.hybrid import TELEMETRY_FIELD_HEADS, telemetry_extract
+    from pyapp.tasks.hybrid import telemetry_extract
     from pyapp.textinput import clean
 
     task = telemetry_extract()
     out = []
     for text, record, tokens in zip(texts, page_records, page_tokens, strict=True):
-        fixed = {f: record[f] for f in TELEMETRY_FIELD_HEADS if record and f in record}
+        # The heads' values and the line's message: what our page writes before its model runs.
+        fixed = {f: record[f] for f in task.fixed_fields if record and f in record}
         schema = task.narrowed_schema(fixed) if fixed else task.schema
         # The bench texts are far below the task's 512-token input limit: no truncation.
         out.append({"prompt": task.prompt(clean(text).text).render(), "schema": schema,

@@ -27,11 +27,13 @@ function expectValidRecord(result: any) {
   expect(result.valid).toBe(true);
   expect(["eos", "grammar"]).toContain(result.output.stop_reason);
   const record = result.output.record;
-  expect(Object.keys(record)).toEqual(["category", "severity", "component_kind", "component",
-    "action_required", "summary"]);
-  // Closed-set fields come from the encoder's heads (tasks/hybrid.py), and the result says so.
+  expect(Object.keys(record)).toEqual(["category", "severity", "component_kind", "summary",
+    "component", "action_required"]);
+  // Closed-set fields come from the encoder's heads (tasks/hybrid.py), the summary from the line
+  // (pyapp/message.py), and the result says so.
   expect(result.output.sources.category).toBe("telemetry-category (encoder head)");
-  expect(result.output.sources.summary).toBe("language model");
+  expect(result.output.sources.summary).toBe("the line's message (its header removed)");
+  expect(result.output.sources.component).toBe("language model");
   expect(Object.keys(result.output.field_confidence).sort()).toEqual(["category", "component_kind", "severity"]);
   expect(CATEGORIES).toContain(record.category);
   expect(SEVERITIES).toContain(record.severity);

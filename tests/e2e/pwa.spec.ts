@@ -31,7 +31,7 @@ test("after one visit, extraction works offline too (the language model was fetc
   const result = await app.evaluate(() => (window as any).edgeTriage.run(
     "telemetry-extract", "Error: Fan speed threshold exceeded on Node 4B.", { escalate: false }));
   expect(result.valid).toBe(true);
-  expect(Object.keys(result.output.record)).toEqual(["category", "severity", "component_kind", "component", "action_required", "summary"]);
+  expect(Object.keys(result.output.record)).toEqual(["category", "severity", "component_kind", "summary", "component", "action_required"]);
   expect((await classify(app, "Link down on eth0")).output.label).toBe("network");
   await context.setOffline(false);
 });

@@ -95,3 +95,25 @@ def test_telemetry_extract_routes_by_the_heads_record_calibration(build_dir):
     by_head = {task.field_heads[f]: p for f, p in result["output"]["field_confidence"].items()}
     assert result["confidence"] == pytest.approx(calibrated(cal, by_head), abs=1e-5)
     assert result["route"] == ("local" if result["confidence"] >= cal["threshold"] else "escalated")
+
+
+def test_telemetry_extract_summary_is_the_lines_message(build_dir):
+    """The summary is written from the line (pyapp.message) before the language model runs: a
+    line with quotes and backslashes, and one whose message fills the 160 characters, still give a
+    valid record, and the model's budget is not spent on the summary's tokens."""
+    from models.cpython.engines import open_engine
+    from pyapp.message import line_message
+
+    group = open_engine(build_dir, ["telemetry-extract"])
+    lines = [r'Dec 10 09:12:15 gw01 smartd[812]: Device "C:\disk3" 3 reallocated sectors',
+             "2017-05-16 00:00:04.500 25746 ERROR nova.compute.manager [req-0a1b2c3d-4e5f-6a7b-"
+             "8c9d-0e1f2a3b4c5d 113d3a99c3da401fbd62cc2caa5b96d2 54fadb412c4e40cdbaed9335e4c35a9e"
+             " - - -] Instance failed to spawn: libvirtError: internal error: process exited"]
+    for line in lines:
+        result = run(group.run("telemetry-extract", line))
+        record = result["output"]["record"]
+        assert result["valid"] and record["summary"] == line_message(line)
+        assert result["output"]["sources"]["summary"] == "the line's message (its header removed)"
+        assert result["output"]["sources"]["component"] == "language model"
+        assert result["output"]["stop_reason"] == "grammar"
+    assert 150 <= len(record["summary"]) <= 160 and record["summary"].endswith("…")
