@@ -197,6 +197,15 @@ def test_the_answers_start_is_output_first_and_run_with_the_next_pass():
                       answer_start=[9, 9])
 
 
+def test_the_budget_counts_only_the_tokens_after_the_answers_start():
+    # A long fixed start (a line's message as the summary) must not use up the model's budget.
+    grammar = [{7, 9}, {3, 4}, {5, 8}, {6}]
+    gen = decode_greedy(PositionModel([5, 5, 8, 5]), [1, 2, 3], kernel=GreedyKernel(VOCAB),
+                        cursor=OnlyCursor(grammar), max_new_tokens=1, eos_ids=frozenset({0}),
+                        answer_start=[9, 4])
+    assert gen.token_ids == [9, 4, 8] and gen.stop_reason == "max_new_tokens"
+
+
 class AnyCursor(OnlyCursor):
     def __init__(self, allowed, steps):
         super().__init__([allowed] * steps)
