@@ -49,9 +49,9 @@ def calibrated(calibration: dict, confidences: dict[str, float]) -> float:
     return logistic({**calibration, "features": calibration["fields"]}, logs)
 
 
-#: What a ``line_fields`` entry may name: a function of the (guarded) input text.
-LINE_SOURCES = {"message": line_message}
-LINE_SOURCE_NAMES = {"message": "the line's message (its header removed)"}
+#: What a ``line_fields`` entry may name: a function of the (guarded) input text, and how
+#: ``output.sources`` names it.
+LINE_SOURCES = {"message": (line_message, "the line's message (its header removed)")}
 
 
 class HybridExtractionTask(ExtractionTask):
@@ -66,14 +66,11 @@ class HybridExtractionTask(ExtractionTask):
                              f"{sorted(unknown)}")
         if set(line_fields.values()) - set(LINE_SOURCES):
             raise ValueError(f"line_fields: unknown source(s), known: {sorted(LINE_SOURCES)}")
-        fixed = list(field_heads) + list(line_fields)
-        if fields[:len(fixed)] != [f for f in fields if f in fixed]:
-            raise ValueError("field_heads and line_fields must be the record's first fields "
-                             "(their values are written as the start of the answer), heads first")
-        if fields[:len(field_heads)] != [f for f in fields if f in field_heads]:
-            raise ValueError("field_heads must be the record's first fields, before line_fields")
         self.field_heads = dict(field_heads)
         self.line_fields = line_fields
+        if fields[:len(self.fixed_fields)] != self.fixed_fields:
+            raise ValueError("field_heads, then line_fields, must be the record's first fields "
+                             "in its order (their values are written as the start of the answer)")
         self._heads: dict[str, tuple[Any, Any]] = {}
         self._calibration: dict | None = None
 
@@ -119,7 +116,7 @@ class HybridExtractionTask(ExtractionTask):
             out[field] = f"{task.name} (encoder head)"
         if self._heads:  # without heads the language model writes every field (predict)
             for field, source in self.line_fields.items():
-                out[field] = LINE_SOURCE_NAMES[source]
+                out[field] = LINE_SOURCES[source][1]
         return out
 
     def narrowed_schema(self, fixed: dict[str, str]) -> dict:
@@ -166,7 +163,7 @@ class HybridExtractionTask(ExtractionTask):
             confidence[field] = float(probs[best])
         for field, source in self.line_fields.items():
             # Empty only for a line without words; the language model then writes the field.
-            if value := LINE_SOURCES[source](text):
+            if value := LINE_SOURCES[source][0](text):
                 fixed[field] = value
         engine = backend.grammar_engine()
         if hasattr(engine, "prepare"):  # the browser's engine compiles asynchronously, ahead
