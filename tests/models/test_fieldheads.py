@@ -35,8 +35,8 @@ def test_unseen_reports_are_not_training_examples():
     assert not trained & {text for text, _ in UNSEEN_REPORTS}
 
 
-def test_the_category_head_names_the_subsystem_of_reports_it_never_saw(build_dir):
-    group = open_engine(build_dir, ["telemetry-category"])
+def test_the_category_head_names_the_subsystem_of_reports_it_never_saw(telemetry_heads):
+    group = open_engine(telemetry_heads, ["telemetry-category"])
     task = group.task("telemetry-category")
     right = [(text, gold, run(group.run("telemetry-category", text))["output"]["label"])
              for text, gold in UNSEEN_REPORTS]

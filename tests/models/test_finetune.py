@@ -167,14 +167,14 @@ def test_the_page_loads_the_base_encoder_and_names_the_packs_own(build_dir, tune
     assert "loghub-system" not in config["taskEncoders"]
 
 
-def test_the_page_loads_the_telemetry_heads_encoder_with_the_extraction(build_dir):
+def test_the_page_loads_the_telemetry_heads_encoder_with_the_extraction(telemetry_heads):
     from models.encoder import RUNTIME_MEMORY
     from server.settings import Settings
     from server.site import Site
 
-    config = Site(Settings(build_dir=build_dir)).page_config()
+    config = Site(Settings(build_dir=telemetry_heads)).page_config()
     if "telemetry-extract" not in config["tasks"]:
-        pytest.skip("no language model or telemetry heads in this build")
+        pytest.skip("no language model in this build")
     heads = config["fieldHeads"]["telemetry-extract"]
     assert sorted(heads) == ["telemetry-category", "telemetry-component-kind", "telemetry-severity"]
     own = {config["taskEncoders"][h]["model_id"] for h in heads}

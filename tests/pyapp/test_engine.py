@@ -66,10 +66,10 @@ def test_unknown_and_unloaded_tasks(engine):
         run(engine.run("nope", "x"))
 
 
-def test_classification_and_extraction_tasks_open_together(build_dir):
+def test_classification_and_extraction_tasks_open_together(telemetry_heads):
     from models.cpython.engines import open_engine
 
-    group = open_engine(build_dir, ["telemetry-triage", "telemetry-extract"])
+    group = open_engine(telemetry_heads, ["telemetry-triage", "telemetry-extract"])
     # telemetry-extract's closed-set fields come from encoder heads, opened beside it.
     heads = set(group.task("telemetry-extract").field_heads.values())
     assert heads == {"telemetry-category", "telemetry-severity", "telemetry-component-kind"}
@@ -81,13 +81,13 @@ def test_classification_and_extraction_tasks_open_together(build_dir):
         run(group.run("nope", "x"))
 
 
-def test_telemetry_extract_routes_by_the_heads_record_calibration(build_dir):
+def test_telemetry_extract_routes_by_the_heads_record_calibration(telemetry_heads):
     """The heads' artifacts carry a calibration of P(every head field right) and its threshold
     (models/fieldheads.py); the task must use both, not the raw product at 0.85."""
     from models.cpython.engines import open_engine
     from pyapp.tasks.hybrid import calibrated
 
-    group = open_engine(build_dir, ["telemetry-extract"])
+    group = open_engine(telemetry_heads, ["telemetry-extract"])
     task = group.task("telemetry-extract")
     cal = group.task("telemetry-category").training_info["record_calibration"]
     assert task.threshold == cal["threshold"] != 0.85
@@ -97,14 +97,14 @@ def test_telemetry_extract_routes_by_the_heads_record_calibration(build_dir):
     assert result["route"] == ("local" if result["confidence"] >= cal["threshold"] else "escalated")
 
 
-def test_telemetry_extract_summary_is_the_lines_message(build_dir):
+def test_telemetry_extract_summary_is_the_lines_message(telemetry_heads):
     """The summary is written from the line (pyapp.message) before the language model runs: a
     line with quotes and backslashes, and one whose message fills the 160 characters, still give a
     valid record, and the model's budget is not spent on the summary's tokens."""
     from models.cpython.engines import open_engine
     from pyapp.message import line_message
 
-    group = open_engine(build_dir, ["telemetry-extract"])
+    group = open_engine(telemetry_heads, ["telemetry-extract"])
     lines = [r'Dec 10 09:12:15 gw01 smartd[812]: Device "C:\disk3" 3 reallocated sectors',
              "2017-05-16 00:00:04.500 25746 ERROR nova.compute.manager [req-0a1b2c3d-4e5f-6a7b-"
              "8c9d-0e1f2a3b4c5d 113d3a99c3da401fbd62cc2caa5b96d2 54fadb412c4e40cdbaed9335e4c35a9e"
