@@ -1,7 +1,7 @@
 // Classification benchmark driver (server/bench/classify.py): our page vs the plain
 // transformers.js page, in one headless system Chromium. Job (stdin JSON):
 //   {origin, ours, plain, texts, repeats, warmup, first}
-// Prints {start: {...}, latency: {...}} on stdout; progress on stderr.
+// Prints {start: {ours: [visits], plain: [visits]}, latency: {...}} on stdout; progress on stderr.
 import { assertOwnOrigin, launchChromium, watchOrigin } from "../chromium.mjs";
 
 let input = "";
@@ -52,19 +52,26 @@ const quantile = (xs, q) => {
 };
 
 try {
-  const start = {};
+  // Cold (fresh profile) and warm (second visit) start, `repeats` times per page, the order of
+  // the two pages swapped every repeat: the first visit in a just-launched browser pays for
+  // the browser's own start, and one visit each moved the ratio by ±0.5 between runs.
+  const start = { ours: [], plain: [] };
   const pages = {};
-  for (const kind of ["ours", "plain"]) {
-    const context = await fresh();
-    await bytesSent();
-    const cold = await visit(context, job[kind], kind);
-    const coldBytes = await bytesSent();
-    await cold.page.close();
-    const warm = await visit(context, job[kind], kind);
-    const warmBytes = await bytesSent();
-    start[kind] = { cold_ms: cold.ms, warm_ms: warm.ms, cold_bytes: coldBytes, warm_bytes: warmBytes };
-    pages[kind] = warm.page;
-    log(`${kind}: cold start ${cold.ms.toFixed(0)} ms, warm ${warm.ms.toFixed(0)} ms`);
+  for (let r = 0; r < job.repeats; r++) {
+    // The last repeat's pages stay open for the latency runs; earlier ones close first.
+    for (const kind of Object.keys(pages)) await pages[kind].context().close();
+    for (const kind of r % 2 ? ["plain", "ours"] : ["ours", "plain"]) {
+      const context = await fresh();
+      await bytesSent();
+      const cold = await visit(context, job[kind], kind);
+      const coldBytes = await bytesSent();
+      await cold.page.close();
+      const warm = await visit(context, job[kind], kind);
+      const warmBytes = await bytesSent();
+      start[kind].push({ cold_ms: cold.ms, warm_ms: warm.ms, cold_bytes: coldBytes, warm_bytes: warmBytes });
+      pages[kind] = warm.page;
+      log(`start ${r + 1}/${job.repeats} ${kind}: cold ${cold.ms.toFixed(0)} ms, warm ${warm.ms.toFixed(0)} ms`);
+    }
   }
   // Warm latency, the two pages interleaved repeat by repeat so load on the machine hits both.
   const latency = { ours: [], plain: [], ours_inference: [] };

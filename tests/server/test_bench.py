@@ -109,3 +109,29 @@ def test_bench_serves_the_wllama_page_with_blob_workers_allowed_there_only(build
         assert "worker-src 'self' blob:" in page.headers["content-security-policy"]
         assert page.headers["cross-origin-embedder-policy"] == "require-corp"  # isolated: threads
         assert "blob:" not in client.get("/").headers["content-security-policy"]
+
+
+def test_start_pairs_are_medians_over_repeats_and_any_repeat_download_fails_the_check():
+    from pathlib import Path
+
+    from server.bench.classify import start
+    from server.bench.runner import BenchContext
+
+    def visit(cold, warm, repeat_model_bytes=0):
+        return {"cold_ms": cold, "warm_ms": warm,
+                "cold_bytes": {"runtime": 2**20, "model": 2**20, "other": 0},
+                "warm_bytes": {"runtime": 0, "model": repeat_model_bytes, "other": 100}}
+
+    ctx = BenchContext("http://x", Path("."), 3, "/runtime/v/", "ref")
+    ctx.shared["classify"] = {"threads": 2, "latency": {}, "start": {
+        "ours": [visit(9000, 3000), visit(5000, 2500), visit(6000, 2000)],
+        "plain": [visit(3000, 2000), visit(2500, 1000), visit(4000, 1500)]}}
+    out = start(ctx)
+    cold, warm, first = out["pairs"]
+    assert (cold["ours"], cold["peer"], cold["ratio"]) == (6000, 3000, 2.0)
+    assert (warm["ours"], warm["peer"]) == (2500, 1500)
+    assert first["ours"] == first["peer"] == 2.0
+    assert out["repeat_visit_zero_bytes"] is True
+    ctx.shared["classify"]["start"]["ours"][1] = visit(5000, 2500, repeat_model_bytes=4096)
+    out = start(ctx)
+    assert out["repeat_visit_zero_bytes"] is False and out["repeat_visit_runtime_model_bytes"] == 4096
