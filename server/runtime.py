@@ -21,7 +21,7 @@ PYODIDE_PLATFORM = "pyemscripten_2026_0_wasm32"
 PYODIDE_PYTHON = "3.14"
 BROWSER_REQUIREMENTS = ("pydantic==2.14.3", "pydantic-core==2.50.4")
 PYAPP_DIST = "edge-triage-pyapp"
-RUNTIME_FORMAT = "runtime-3"  # 2: wheels resolved per requirement set; 3: Pyodide snapshot
+RUNTIME_FORMAT = "runtime-4"  # 2: wheels resolved per requirement set; 3: Pyodide snapshot; 4: bytecode
 # Pyodide's heap after its boot (server/pysnapshot.mjs), restored by web/worker.js.
 PYODIDE_SNAPSHOT = "pyodide/snapshot.bin.gz"
 
@@ -40,7 +40,7 @@ def pyapp_sources(root: Path) -> list[Path]:
 def _inputs(root: Path) -> list[str | Path]:
     pyapp_files = pyapp_sources(root)
     return [RUNTIME_FORMAT, *BROWSER_REQUIREMENTS, root / "package-lock.json",
-            root / "server" / "pysnapshot.mjs", *pyapp_files,
+            root / "server" / "pysnapshot.mjs", root / "server" / "pycompile.mjs", *pyapp_files,
             *[str(p.relative_to(root)) for p in pyapp_files]]
 
 
@@ -80,6 +80,10 @@ def build_runtime(out: Path, root: Path | None = None, log=print, force: bool = 
     log("runtime: collecting wheels for Pyodide")
     wheels = download_wheels(tmp / "wheels", log)
     wheels.append(build_pyapp_wheel(root, tmp / "wheels"))
+    log("runtime: compiling the wheels' Python to bytecode (Pyodide's interpreter)")
+    subprocess.run(["node", str(root / "server" / "pycompile.mjs"), str(tmp / "pyodide"),
+                    str(node / "pyodide" / "pyodide-lock.json"), *map(str, wheels)],
+                   check=True, cwd=root)
     write_lock(node / "pyodide" / "pyodide-lock.json", wheels, tmp / "wheels" / "pyodide-lock.json")
     log("runtime: Pyodide snapshot")
     subprocess.run(["node", str(root / "server" / "pysnapshot.mjs"), str(tmp / "pyodide"),

@@ -65,9 +65,34 @@ def test_pyapp_wheel_holds_exactly_the_modules_the_browser_imports(build_dir):
     runtime_mod.build_runtime(build_dir / "runtime", log=lambda *_: None)
     (wheel,) = (build_dir / "runtime" / "wheels").glob("edge_triage_pyapp-*.whl")
     names = [n for n in zipfile.ZipFile(wheel).namelist() if not n.startswith("edge_triage_pyapp-")]
-    modules = {n.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in names}
-    assert all(n.endswith(".py") for n in names), names
+    sources = [n for n in names if "/__pycache__/" not in n]
+    modules = {n.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in sources}
+    assert all(n.endswith(".py") for n in sources), sources
     assert modules == browser_modules()
+
+
+def test_every_wheel_ships_its_bytecode_for_pyodides_python(build_dir):
+    """server/pycompile.mjs: a .pyc of Pyodide's Python beside every module, unchecked-hash (the
+    browser never reads the source to validate it), listed in the wheel's RECORD; without it the
+    page compiled every module again on each visit before its first result."""
+    import zipfile
+
+    tag = json.loads((build_dir / "runtime" / "wheels" / "pyodide-lock.json").read_text())
+    python = tag["info"]["python"]  # e.g. "3.14.0"
+    cache_tag = "cpython-" + "".join(python.split(".")[:2])
+    wheels = sorted((build_dir / "runtime" / "wheels").glob("*.whl"))
+    assert wheels
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as z:
+            names = z.namelist()
+            record = z.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
+            for source in (n for n in names if n.endswith(".py")):
+                folder, _, module = source.rpartition("/")
+                pyc = f"{folder + '/' if folder else ''}__pycache__/{module[:-3]}.{cache_tag}.pyc"
+                assert pyc in names, (wheel.name, pyc)
+                assert f"{pyc},sha256=" in record
+                # PEP 552 flags: bit 0 hash-based, bit 1 check_source (off: unchecked).
+                assert int.from_bytes(z.read(pyc)[4:8], "little") == 0b01
 
 
 def test_runtime_version_is_keyed_only_on_what_ships(tmp_path):
@@ -80,7 +105,8 @@ def test_runtime_version_is_keyed_only_on_what_ships(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(root / "package-lock.json", tmp_path / "package-lock.json")
     (tmp_path / "server").mkdir()
-    shutil.copy2(root / "server" / "pysnapshot.mjs", tmp_path / "server" / "pysnapshot.mjs")
+    for script in ("pysnapshot.mjs", "pycompile.mjs"):
+        shutil.copy2(root / "server" / script, tmp_path / "server" / script)
 
     def key():
         return runtime_mod.content_key(runtime_mod._inputs(tmp_path))
@@ -92,6 +118,10 @@ def test_runtime_version_is_keyed_only_on_what_ships(tmp_path):
     assert key() == before
     snapshot = tmp_path / "server" / "pysnapshot.mjs"  # makes the Pyodide snapshot we serve
     snapshot.write_text(snapshot.read_text() + "\n// edited\n")
+    assert key() != before
+    before = key()
+    bytecode = tmp_path / "server" / "pycompile.mjs"  # rewrites the wheels we serve
+    bytecode.write_text(bytecode.read_text() + "\n// edited\n")
     assert key() != before
     before = key()
     engine = tmp_path / "pyapp" / "engine.py"
