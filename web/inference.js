@@ -74,23 +74,6 @@ const POOLING = { pooling: "mean", normalize: true };
 // model|dtype|device → Promise<{pipe, stats}>
 const encoders = new Map();
 
-// The ORT wasm transformers.js 4 instantiates (server/runtime.py copies it, 27 MB), read once
-// into the HTTP cache ahead of onnxruntime's own fetch, which then finds it there (runtime files
-// are immutable); read chunk by chunk and dropped, so it is never held here. A failure is left
-// to onnxruntime's load to report.
-const ORT_WASM = "ort-wasm-simd-threaded.asyncify.wasm";
-const warmedWasm = new Set();
-
-function warmOrtWasm(ortUrl) {
-  const url = new URL(ORT_WASM, new URL(ortUrl, location.origin)).href;
-  if (warmedWasm.has(url)) return;
-  warmedWasm.add(url);
-  fetch(url).then(async (response) => {
-    const reader = response.body.getReader();
-    while (!(await reader.read()).done);
-  }).catch(() => {});
-}
-
 // An encoder (a transformers.js feature-extraction pipeline): its files downloaded and verified
 // (or read from the model store), its session made and run once on a short text (onnxruntime's
 // first call sets up its buffers). Once per model, dtype and device; a failed load is tried
@@ -99,11 +82,12 @@ export async function loadEncoder({ transformersEnv, modelsBase, encoder, device
   const key = `${encoder.model_id}|${encoder.dtype}|${device}`;
   if (!encoders.has(key)) {
     const ready = (async () => {
-      // transformers.js, and the ORT wasm onnxruntime will instantiate, load while the model's
-      // files download: neither needs the other.
+      // transformers.js loads while the model's files download: neither needs the other. (The
+      // ORT wasm is not fetched ahead as well: a fresh profile's in-memory HTTP cache did not keep
+      // the 27 MB file, so onnxruntime downloaded it a second time: 130.8 MiB on a first visit
+      // instead of 105.2.)
       const configured = configureTransformers(transformersEnv);
       configured.catch(() => {});  // awaited below
-      warmOrtWasm(transformersEnv.ortUrl);
       const { files, stats } = await fetchModelFiles(modelsBase, encoder,
         (p) => onProgress({ modelId: encoder.model_id, ...p }));
       addVerifiedFiles(files);
