@@ -77,8 +77,8 @@ def test_every_wheel_ships_its_bytecode_for_pyodides_python(build_dir):
     page compiled every module again on each visit before its first result."""
     import zipfile
 
-    tag = json.loads((build_dir / "runtime" / "wheels" / "pyodide-lock.json").read_text())
-    python = tag["info"]["python"]  # e.g. "3.14.0"
+    lock = json.loads((build_dir / "runtime" / "wheels" / "pyodide-lock.json").read_text())
+    python = lock["info"]["python"]  # e.g. "3.14.2"
     cache_tag = "cpython-" + "".join(python.split(".")[:2])
     wheels = sorted((build_dir / "runtime" / "wheels").glob("*.whl"))
     assert wheels
