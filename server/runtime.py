@@ -15,13 +15,21 @@ from pathlib import Path
 from models.cache import cache_root, content_key, sha256_file
 
 ORT_FILES = "ort-wasm-simd-threaded.asyncify.*"
+# The plain Wasm build of the same onnxruntime-web, for pages on the Wasm backend: the asyncify
+# build (WebGPU and Wasm in one binary) has no float64 kernels, which the integer encoder file's
+# exact float ops need (models/weightquant.py), and is twice the download (27 vs 14 MB).
+# transformers.js' bundled onnxruntime imports "<wasmPaths>ort-wasm-simd-threaded.asyncify.mjs"
+# from a path prefix, so ort-wasm/ holds the plain build's loader under that name (and its
+# binary under the name the loader asks for). Its exports are the same onnxruntime API.
+ORT_WASM_FILES = {"ort-wasm-simd-threaded.mjs": "ort-wasm-simd-threaded.asyncify.mjs",
+                  "ort-wasm-simd-threaded.wasm": "ort-wasm-simd-threaded.wasm"}
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip")
 # Pyodide 314's platform tag, and the browser-side packages pyapp needs besides itself.
 PYODIDE_PLATFORM = "pyemscripten_2026_0_wasm32"
 PYODIDE_PYTHON = "3.14"
 BROWSER_REQUIREMENTS = ("pydantic==2.14.3", "pydantic-core==2.50.4")
 PYAPP_DIST = "edge-triage-pyapp"
-RUNTIME_FORMAT = "runtime-4"  # 2: wheels resolved per requirement set; 3: Pyodide snapshot; 4: bytecode
+RUNTIME_FORMAT = "runtime-5"  # 2: wheels per requirement set; 3: snapshot; 4: bytecode; 5: ort-wasm/
 # Pyodide's heap after its boot (server/pysnapshot.mjs), restored by web/worker.js.
 PYODIDE_SNAPSHOT = "pyodide/snapshot.bin.gz"
 
@@ -77,6 +85,9 @@ def build_runtime(out: Path, root: Path | None = None, log=print, force: bool = 
     # version 4 loads only the asyncify build (Wasm and WebGPU in one binary).
     for path in sorted((node / "onnxruntime-web" / "dist").glob(ORT_FILES)):
         shutil.copy2(path, tmp / "ort" / path.name)
+    (tmp / "ort-wasm").mkdir()
+    for name, served in ORT_WASM_FILES.items():
+        shutil.copy2(node / "onnxruntime-web" / "dist" / name, tmp / "ort-wasm" / served)
     log("runtime: collecting wheels for Pyodide")
     wheels = download_wheels(tmp / "wheels", log)
     wheels.append(build_pyapp_wheel(root, tmp / "wheels"))

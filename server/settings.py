@@ -27,9 +27,10 @@ class Settings:
     # loaded in the browser: the seed's 1.2 GB. The page with both models (q8 language model)
     # measures ~0.93 GiB (README "Memory (measured)", tests/e2e/memory.spec.ts).
     memory_budget_bytes: int = 1_200_000_000
-    # Encoder file the page and CPython run: "q8" (float arithmetic, browser = CPython) or
-    # "uint8" (integer kernels, faster, confidences differ by up to ~0.05; models/encoder.py).
-    encoder_dtype: str = "q8"
+    # Encoder file the page and CPython run: "uint8" (integer kernels; browser = CPython bit for
+    # bit, models/weightquant.py) or "q8" (float arithmetic, closer to the float model, slower,
+    # ~70 MB more memory per encoder; models/encoder.py).
+    encoder_dtype: str = "uint8"
     # The language model the page and CPython run (models.build.choose_lm): a model id or name
     # under <build_dir>/models, e.g. one brought with `edge-triage models import`; "" = built-in.
     browser_lm: str = ""

@@ -139,6 +139,13 @@ class Site:
         # Loaded beside the base encoder (a task's own), it shares onnxruntime's runtime.
         config["added_memory_bytes"] = added_memory(config["estimated_memory_bytes"])
         config["skipFiles"] = sorted(p for d, p in encoder.variants.items() if d != dtype)
+        if dtype == "uint8" and "q8" in encoder.variants:
+            # On WebGPU the page runs the float-arithmetic file instead (web/worker.js onDevice):
+            # the integer file's float64 ops have no WebGPU kernel (models/weightquant.py).
+            gpu = variant_memory(encoder, "q8")
+            config["gpu"] = {"dtype": "q8", "estimated_memory_bytes": gpu,
+                             "added_memory_bytes": added_memory(gpu),
+                             "skipFiles": sorted(p for d, p in encoder.variants.items() if d != "q8")}
         return config
 
     def _lm_config(self, lm) -> dict[str, Any]:

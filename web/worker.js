@@ -30,12 +30,16 @@ async function init(config) {
   const lmDevice = languageModelDevice(detected, config.backend);
   const threads = threadCount();
 
-  const encoder = chooseWithinBudget(config.encoderVariants ?? [config.encoder], config.memoryBudgetBytes);
+  const encoder = chooseWithinBudget((config.encoderVariants ?? [config.encoder]).map((e) => onDevice(e, device)),
+                                     config.memoryBudgetBytes);
   // Everything independent loads at once while Python boots: the encoder (download, verify,
   // onnxruntime session, in the encoder worker) and the task artifacts. Python's load of the
   // same encoder gets the same promise.
   const transformersUrl = `${base}transformers/transformers.min.js`;
-  const transformersEnv = { transformersUrl, modelsPath: config.modelsBase, ortUrl: `${base}ort/`, threads };
+  // On the Wasm backend, onnxruntime-web's plain Wasm build (server/runtime.py: the integer
+  // encoder file needs its float64 kernels); on WebGPU, the asyncify build that has both.
+  const ortUrl = device === "wasm" ? `${base}ort-wasm/` : `${base}ort/`;
+  const transformersEnv = { transformersUrl, modelsPath: config.modelsBase, ortUrl, threads };
   encoders.start(({ done, total, fraction }) =>
     progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`));
   const encoderLoad = encoders.load({ transformersEnv, modelsBase: config.modelsBase, encoder, device });
@@ -63,6 +67,7 @@ async function init(config) {
   appConfig = {
     ...config,
     encoder,
+    taskEncoders: Object.fromEntries(Object.entries(config.taskEncoders ?? {}).map(([t, e]) => [t, onDevice(e, device)])),
     device,
     lmDevice,
     threads,
@@ -147,6 +152,13 @@ async function fetchArtifacts(urls) {
 }
 
 // Over the memory budget: take the first variant that fits, else refuse before downloading.
+// An encoder's config for this device: off Wasm, its `gpu` entry (the float-arithmetic q8 file,
+// server/site.py) replaces the integer one, whose float64 ops neither WebGPU nor the asyncify
+// build's CPU kernels have.
+function onDevice(encoder, device) {
+  return device !== "wasm" && encoder?.gpu ? { ...encoder, ...encoder.gpu } : encoder;
+}
+
 function chooseWithinBudget(variants, budget) {
   const fits = variants.filter((m) => !budget || m.estimated_memory_bytes <= budget);
   if (fits.length) return fits[0];

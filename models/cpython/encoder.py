@@ -12,6 +12,10 @@ from pyapp.backends.base import EncoderBackend
 # transformers.js names quantised variants by a file suffix; we load the same file it does.
 DTYPE_FILES = {"fp32": "onnx/model.onnx", "q8": "onnx/model_quantized.onnx",
                "uint8": "onnx/model_uint8.onnx"}
+# The integer file quantises activations with one scale per tensor (DynamicQuantizeLinear), so a
+# text in a padded batch would get other scales, hence another embedding, than alone, and than in
+# the page, which embeds one text per call: one text per run (models/weightquant.py).
+PER_TEXT_DTYPES = {"uint8"}
 
 
 class OnnxEncoder(EncoderBackend):
@@ -72,6 +76,11 @@ class OnnxEncoder(EncoderBackend):
         return self.embed_sync(texts)
 
     def embed_sync(self, texts: list[str]) -> list[list[float]]:
+        if self.dtype in PER_TEXT_DTYPES and len(texts) > 1:
+            return [row for text in texts for row in self._embed([text])]
+        return self._embed(texts)
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
         np = self._np
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)

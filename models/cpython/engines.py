@@ -10,9 +10,9 @@ from pathlib import Path
 
 def open_engine(build_dir: Path, tasks: list[str], encoder_dtype: str | None = None):
     """A loaded CPython engine for ``tasks`` (used by `run`, `eval` and the server): on the built
-    encoder for classification (the file ``encoder_dtype`` names, default ``q8``; the server
-    passes the page's, EDGE_TRIAGE_ENCODER_DTYPE), on the built language model for extraction,
-    or both."""
+    encoder for classification (the file ``encoder_dtype`` names, default the manifest's,
+    ``uint8``; the server passes the page's, EDGE_TRIAGE_ENCODER_DTYPE), on the built language
+    model for extraction, or both."""
     from pyapp.engine import Engine, EngineGroup
     from pyapp.tasks import create_task
 
@@ -55,7 +55,7 @@ def _open_encoder_engine(build_dir: Path, tasks: list[str], dtype: str | None = 
 def open_encoder(build_dir: Path, dtype: str | None = None, name: str | None = None):
     """The built encoder called ``name`` (default: the base encoder; a task's ``encoder`` names a
     fine-tuned one) under onnxruntime (``models.cpython.encoder``); ``dtype`` picks the file
-    (default ``q8``, the page's EDGE_TRIAGE_ENCODER_DTYPE is what the server passes)."""
+    (default the manifest's, ``uint8``; the server passes the page's EDGE_TRIAGE_ENCODER_DTYPE)."""
     from models.build import encoder_manifest, load_manifests
     from .encoder import OnnxEncoder
 

@@ -40,10 +40,14 @@ test("every request stays on our origin, worker traffic included", async ({ app,
   await classify(app, "Link down on eth0");
   // Proof that the watch sees the worker's fetches: the runtime, model and ORT wasm.
   expect(requests.some((u) => u.endsWith("/pyodide/pyodide.asm.wasm"))).toBe(true);
-  expect(requests.some((u) => /\/models\/.+\/shards\/onnx__model_quantized\.onnx\.\d{3}$/.test(u))).toBe(true);
+  // The default encoder file on Wasm is the integer one (models/encoder.py), nothing of the other.
+  expect(requests.some((u) => /\/models\/.+\/shards\/onnx__model_uint8\.onnx\.\d{3}$/.test(u))).toBe(true);
+  expect(requests.some((u) => /model_quantized/.test(u))).toBe(false);
   // transformers.js reads the verified shards, never the unverified whole file.
-  expect(requests.some((u) => /\/onnx\/model_quantized\.onnx$/.test(u))).toBe(false);
-  expect(requests.some((u) => /\/ort\/ort-wasm-simd-threaded.*\.wasm$/.test(u))).toBe(true);
+  expect(requests.some((u) => /\/onnx\/model_uint8\.onnx$/.test(u))).toBe(false);
+  // On Wasm, onnxruntime-web's plain Wasm build (server/runtime.py), not the asyncify one.
+  expect(requests.some((u) => /\/ort-wasm\/ort-wasm-simd-threaded\.wasm$/.test(u))).toBe(true);
+  expect(requests.some((u) => /\/ort\/ort-wasm-simd-threaded\.asyncify\.wasm$/.test(u))).toBe(false);
   expect(requests.some((u) => u.includes("pyodide-lock.json"))).toBe(true);
   // The fixture fails the test on any request to another origin.
 });

@@ -11,7 +11,10 @@ function cpythonResults() {
   return out.trim().split("\n").map((line) => JSON.parse(line));
 }
 
-test("same labels and confidences within 1e-3 for every parity text", async ({ app }) => {
+// The default encoder file is integer (uint8) with its float ops made exact in both runtimes
+// (models/weightquant.py), so the scores agree to float32 rounding of the pooling, not only to
+// the issue's 5e-3: 1e-5 catches a rewrite that stops being exact.
+test("same labels and confidences within 1e-5 for every parity text", async ({ app }) => {
   expect(TEXTS.length).toBeGreaterThanOrEqual(50);
   const expected = cpythonResults();
   await openApp(app, "?backend=wasm");
@@ -29,7 +32,7 @@ test("same labels and confidences within 1e-3 for every parity text", async ({ a
     for (const [label, p] of Object.entries(cpy.output.scores)) {
       const d = Math.abs((browser.output.scores as any)[label] - (p as number));
       worst = Math.max(worst, d);
-      expect(d, `${TEXTS[i]} / ${label}`).toBeLessThan(1e-3);
+      expect(d, `${TEXTS[i]} / ${label}`).toBeLessThan(1e-5);
     }
   });
   console.log(`parity: ${TEXTS.length} texts, max |Δscore| = ${worst.toExponential(2)}`);

@@ -27,7 +27,7 @@ def test_manifest_lists_every_file_with_size_and_sha256(encoder_dir, manifest):
         assert path.stat().st_size == f.size
         assert sha256_file(path) == f.sha256
     assert manifest.name == "all-MiniLM-L6-v2" and manifest.task == "embedding"
-    assert manifest.dtype == "q8"
+    assert manifest.dtype == "uint8"  # the integer file, browser = CPython bit for bit
     assert manifest.estimated_memory_bytes > manifest.total_bytes
     assert manifest.model_id.endswith(manifest.key[:12])
 
@@ -75,18 +75,25 @@ def _source_embeddings(texts):
     return torch.nn.functional.normalize(pooled, dim=1).numpy()
 
 
-def test_quantised_embeddings_match_the_float_source_model(encoder):
+@pytest.mark.parametrize("dtype,floor", [("uint8", encoder_mod.MIN_COSINE_INTEGER),
+                                         ("q8", encoder_mod.MIN_COSINE)])
+def test_quantised_embeddings_match_the_float_source_model(encoder_dir, dtype, floor):
+    from models.cpython.encoder import OnnxEncoder
+
     texts = list(encoder_mod.CHECK_SENTENCES)
-    q8 = np.array(encoder.embed_sync(texts))
-    ref = _source_embeddings(texts)
-    cosines = (q8 * ref).sum(axis=1)
-    assert cosines.min() >= encoder_mod.MIN_COSINE, cosines
+    got = np.array(OnnxEncoder.from_dir(encoder_dir, dtype=dtype).embed_sync(texts))
+    cosines = (got * _source_embeddings(texts)).sum(axis=1)
+    assert cosines.min() >= floor, cosines
 
 
-def test_embeddings_do_not_depend_on_batch_composition(encoder):
+@pytest.mark.parametrize("dtype", ["uint8", "q8"])
+def test_embeddings_do_not_depend_on_batch_composition(encoder_dir, dtype):
+    from models.cpython.encoder import OnnxEncoder
+
+    enc = OnnxEncoder.from_dir(encoder_dir, dtype=dtype)
     texts = list(encoder_mod.CHECK_SENTENCES)
-    together = np.array(encoder.embed_sync(texts))
-    alone = np.array([encoder.embed_sync([t])[0] for t in texts])
+    together = np.array(enc.embed_sync(texts))
+    alone = np.array([enc.embed_sync([t])[0] for t in texts])
     assert np.abs(together - alone).max() < 1e-5
 
 

@@ -136,7 +136,7 @@ def tuned(build_dir: Path):
 
 def test_fine_tuned_encoder_ships_in_the_base_encoders_format(build_dir, tuned):
     base = encoder_manifest(load_manifests(build_dir / "models"))
-    assert tuned.variants == base.variants and tuned.dtype == base.dtype == "q8"
+    assert tuned.variants == base.variants and tuned.dtype == base.dtype == "uint8"
     assert tuned.max_tokens == base.max_tokens
     assert {f.path for f in tuned.files} == {f.path for f in base.files}
     assert tuned.checks["min_cosine_vs_fp32"] >= encoder.MIN_COSINE

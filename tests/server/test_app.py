@@ -31,7 +31,7 @@ def test_page_is_cross_origin_isolated_and_carries_config(client):
     config = json.loads(re.search(r'<script id="config" type="application/json">(.*?)</script>',
                                   r.text).group(1))
     assert config["runtimeBase"].startswith("/runtime/")
-    assert config["encoder"]["dtype"] == "q8"
+    assert config["encoder"]["dtype"] == "uint8"
     assert "telemetry-triage" in config["tasks"]
 
 

@@ -60,8 +60,8 @@ def test_encoder_dtype_setting_is_validated():
 
     from server.settings import Settings
 
-    assert Settings.from_env({}).encoder_dtype == "q8"
-    assert Settings.from_env({"EDGE_TRIAGE_ENCODER_DTYPE": "uint8"}).encoder_dtype == "uint8"
+    assert Settings.from_env({}).encoder_dtype == "uint8"
+    assert Settings.from_env({"EDGE_TRIAGE_ENCODER_DTYPE": "q8"}).encoder_dtype == "q8"
     with pytest.raises(ValueError, match="q8 or uint8"):
         Settings.from_env({"EDGE_TRIAGE_ENCODER_DTYPE": "int4"})
 

@@ -36,6 +36,8 @@ def test_runtime_index_lists_every_file_with_its_hash(build_dir):
     for f in index["files"][:5]:
         assert sha256_file(root / f["path"]) == f["sha256"]
     assert any(p.startswith("ort/") and p.endswith(".wasm") for p in listed)
+    # The plain Wasm build, under the loader name transformers.js imports (server/runtime.py).
+    assert {"ort-wasm/ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm/ort-wasm-simd-threaded.wasm"} <= listed
     assert "transformers/transformers.min.js" in listed
 
 
