@@ -5,8 +5,10 @@ Two files, both 8-bit (23 MB), named as transformers.js names dtypes:
 * ``onnx/model_uint8.onnx`` (``uint8``, the default since 2026-12-02): per-channel dynamic int8,
   integer kernels (``MatMulInteger``), weights stay 8-bit in memory, and the float ops between the
   kernels rewritten so that onnxruntime-web and native onnxruntime compute the same bits
-  (models/weightquant.py ``exact_float_ops``): ~1.5-2x faster than ``q8`` in onnxruntime-web and
-  ~70 MB less memory per encoder, at a min cosine to fp32 of ~0.987 instead of 0.998.
+  (models/weightquant.py ``exact_float_ops``): 6.9 vs 8.7 ms a text in onnxruntime-web under Node
+  (2 threads), weights kept at 8 bits instead of dequantised to float at load, at a min cosine to
+  fp32 of ~0.987 instead of 0.998. Its float64 ops need onnxruntime-web's plain Wasm build
+  (server/runtime.py); on WebGPU the page runs ``q8`` instead (server/site.py).
 * ``onnx/model_quantized.onnx`` (``q8``): int8 weights, float arithmetic (the weights are
   dequantised at load). Closer to the float model; ``EDGE_TRIAGE_ENCODER_DTYPE=q8`` chooses it.
 

@@ -115,13 +115,27 @@ export async function loadEncoder({ transformersEnv, modelsBase, encoder, device
 export async function embedTexts({ key, texts, counted = null }) {
   const { pipe } = await encoders.get(key);
   const value = { dims: [0, 0], data: new Float32Array(0) };
-  if (texts.length) {
-    const tensor = await serialised(() => pipe(texts, POOLING));
+  // The integer file quantises activations with one scale per tensor, so in a padded batch a
+  // text's embedding would depend on its neighbours: one text per run, as CPython does.
+  const perText = key.split("|")[1] === "uint8";  // key: model_id|dtype|device (loadEncoder)
+  const batches = perText ? texts.map((t) => [t]) : texts.length ? [texts] : [];
+  const rows = [];
+  for (const batch of batches) {
+    const tensor = await serialised(() => pipe(batch, POOLING));
     try {
-      Object.assign(value, { dims: [...tensor.dims], data: Float32Array.from(tensor.data) });
+      rows.push({ dims: tensor.dims, data: Float32Array.from(tensor.data) });
     } finally {
       tensor.dispose?.();  // frees the ORT tensor now rather than at garbage collection
     }
+  }
+  if (rows.length) {
+    const data = new Float32Array(rows.reduce((n, r) => n + r.data.length, 0));
+    let at = 0;
+    for (const r of rows) {
+      data.set(r.data, at);
+      at += r.data.length;
+    }
+    Object.assign(value, { dims: [texts.length, rows[0].dims[1]], data });
   }
   if (typeof counted === "string") value.tokens = pipe.tokenizer.encode(counted).length;
   return value;
