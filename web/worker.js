@@ -151,7 +151,6 @@ async function fetchArtifacts(urls) {
   return Object.fromEntries(entries.filter(Boolean));
 }
 
-// Over the memory budget: take the first variant that fits, else refuse before downloading.
 // An encoder's config for this device: off Wasm, its `gpu` entry (the float-arithmetic q8 file,
 // server/site.py) replaces the integer one, whose float64 ops neither WebGPU nor the asyncify
 // build's CPU kernels have.
@@ -159,6 +158,7 @@ function onDevice(encoder, device) {
   return device !== "wasm" && encoder?.gpu ? { ...encoder, ...encoder.gpu } : encoder;
 }
 
+// Over the memory budget: take the first variant that fits, else refuse before downloading.
 function chooseWithinBudget(variants, budget) {
   const fits = variants.filter((m) => !budget || m.estimated_memory_bytes <= budget);
   if (fits.length) return fits[0];
