@@ -92,7 +92,7 @@ async function init(config) {
               bootMs: performance.now() - started, modelFiles: stats,
               estimatedMemoryBytes: encoder.estimated_memory_bytes },
   });
-  prefetchLM(config);
+  prefetchLM(appConfig);
 }
 
 // Pyodide, restored from the heap of a booted interpreter (server/pysnapshot.mjs: ~0.8 s
@@ -179,7 +179,8 @@ async function pruneModels(config, loaded) {
 
 // Online, after boot: fetch the language model's files, and those of the encoder its tasks'
 // heads run on, into the verified store (not into memory), so extraction also works after the
-// network goes. ?prefetch=0 skips it.
+// network goes. ?prefetch=0 skips it. `config` is this device's (appConfig): off Wasm the heads'
+// encoder runs its `gpu` file, and that is the one to have when offline.
 async function prefetchLM(config) {
   try {
     if (!config.lm || !config.lmTasks?.length || !config.prefetch || !navigator.onLine) return;

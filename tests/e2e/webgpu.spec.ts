@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test, expect, openApp, classify } from "./fixtures";
+import { test, expect, openApp, classify, swReady } from "./fixtures";
 
 const TEXTS = [
   "Error: Fan speed threshold exceeded on Node 4B.",
@@ -34,16 +34,31 @@ test("?backend=wasm overrides WebGPU", async ({ app }) => {
 });
 
 // On a software adapter (SwiftShader: isFallbackAdapter) the page picks WebGPU for the encoder
-// but keeps the language model on Wasm, ~100× faster there (env.js languageModelDevice).
-test("auto mode on a software WebGPU adapter: classification on WebGPU, extraction on Wasm", async ({ app }) => {
-  test.setTimeout(300_000);
-  const status = await openApp(app, "?prefetch=0");
+// but keeps the language model on Wasm, ~100× faster there (env.js languageModelDevice). Run
+// offline after the first visit's background download: that download must have fetched the
+// heads' encoder in the file WebGPU runs (`q8`: the integer file's float64 ops have no WebGPU
+// kernels), not in the Wasm page's `uint8`.
+test("auto mode on a software WebGPU adapter: classification on WebGPU, extraction on Wasm, offline", async ({ app, context }) => {
+  test.setTimeout(600_000);
+  const status = await openApp(app, "");
   expect(status.backend).toBe("webgpu");
+  await swReady(app);
+  await app.waitForFunction(() => (window as any).edgeTriage.status().lmCached === true, null, { timeout: 400_000 });
+  const stored = await app.evaluate(async () =>
+    (await (await caches.open("edge-triage-models-v1")).keys()).map((r) => new URL(r.url).pathname));
+  const headShards = stored.filter((p) => /\/models\/[^/]*-telemetry-[^/]*\/shards\/onnx__/.test(p));
+  expect(headShards.some((p) => p.includes("model_quantized")), headShards.join(", ")).toBe(true);
+  expect(headShards.filter((p) => p.includes("model_uint8"))).toEqual([]);
+  await context.setOffline(true);
+  await app.reload();
+  expect((await app.evaluate(() => (window as any).edgeTriage.ready)).backend).toBe("webgpu");
   const result = await app.evaluate(async (text) => (window as any).edgeTriage.run("telemetry-extract", text,
     { escalate: false }), TEXTS[2]);
   expect(result.backend).toBe("wasm");
   expect(result.valid).toBe(true);
   expect(["eos", "grammar"]).toContain(result.output.stop_reason);
+  expect(result.output.record.category).toBe("storage");
+  await context.setOffline(false);
 });
 
 // SmolLM2 on onnxruntime-web's WebGPU EP, asked for by name (SwiftShader here): ~6 min to the
