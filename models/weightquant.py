@@ -47,6 +47,7 @@ its batch. Both runtimes therefore run the integer file one text at a time
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -202,7 +203,7 @@ def exact_float_ops(model) -> dict[str, int]:
                                                      enumerate(ERF_COEFFICIENTS, 1)]:
                 inits[name] = numpy_helper.from_array(np.array(value, np.float32), name)
                 graph.initializer.append(inits[name])
-        names = iter(range(100))
+        names = itertools.count()
 
         def op(kind: str, *args: str) -> str:
             out = f"{base}_erf{next(names)}"

@@ -97,7 +97,9 @@ export async function loadEncoder({ transformersEnv, modelsBase, encoder, device
           device, dtype: encoder.dtype, session_options: ENCODER_SESSION_OPTIONS,
         }));
         (await serialised(() => pipe(["warm up"], POOLING))).dispose?.();
-        return { pipe, stats };
+        // The integer file quantises activations with one scale per tensor, so in a padded batch
+        // a text's embedding would depend on its neighbours: one text per run, as CPython does.
+        return { pipe, stats, perText: encoder.dtype === "uint8" };
       } finally {
         forgetVerifiedFiles(files.keys());  // onnxruntime holds the weights now
       }
@@ -113,11 +115,8 @@ export async function loadEncoder({ transformersEnv, modelsBase, encoder, device
 // and, when `counted` is a string, tokens: its token count without truncation (the caller's
 // truncation check, in the same call).
 export async function embedTexts({ key, texts, counted = null }) {
-  const { pipe } = await encoders.get(key);
+  const { pipe, perText } = await encoders.get(key);
   const value = { dims: [0, 0], data: new Float32Array(0) };
-  // The integer file quantises activations with one scale per tensor, so in a padded batch a
-  // text's embedding would depend on its neighbours: one text per run, as CPython does.
-  const perText = key.split("|")[1] === "uint8";  // key: model_id|dtype|device (loadEncoder)
   const batches = perText ? texts.map((t) => [t]) : texts.length ? [texts] : [];
   const rows = [];
   for (const batch of batches) {
