@@ -61,3 +61,16 @@ class ModelManifest(BaseModel):
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+    def variant_key(self, dtype: str | None = None) -> str:
+        """The key of this model run as ``dtype``: the manifest's own for its default file, and a
+        distinct one for another file. Embeddings differ between the files (q8 against uint8:
+        head confidences up to 0.2 apart), so whatever is keyed on it (cached training
+        embeddings, the heads' artifacts) is built for the file it will run on.
+
+        >>> m = ModelManifest(name="x", model_id="x-0", task="embedding", dtype="uint8",
+        ...                   key="k", files=[], estimated_memory_bytes=1)
+        >>> m.variant_key("uint8"), m.variant_key("q8")
+        ('k', 'k:q8')
+        """
+        return self.key if dtype in (None, self.dtype) else f"{self.key}:{dtype}"

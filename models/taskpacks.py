@@ -17,18 +17,19 @@ def build_task_artifacts(build_dir: Path, manifests: list[ModelManifest], log=pr
     """Write ``build/tasks/<task>-<key12>.json`` for every task that has one; return name → file.
 
     Each task's artifact is built on the encoder it names (``Task.encoder``; the base encoder
-    when None), among ``manifests``. Trained tasks are skipped with a message when their
-    training data (or their fine-tuned encoder, built from it) is not available; the page then
-    cannot offer them.
+    when None), among ``manifests``, once per file of that encoder the page may run: under the
+    task's name for the default file (``uint8``) and under ``<task>@<dtype>`` for the others
+    (``q8``, which WebGPU pages run): heads fitted on one file's embeddings are miscalibrated
+    on the other's. Trained tasks are skipped with a message when their training data (or
+    their fine-tuned encoder, built from it) is not available; the page then cannot offer them.
     """
     from models.cpython.encoder import OnnxEncoder
 
     from .build import encoder_manifest
-    from .trainingdata import build_head_artifact
 
     out = build_dir / "tasks"
     out.mkdir(parents=True, exist_ok=True)
-    encoders: dict[str, OnnxEncoder] = {}
+    encoders: dict[tuple[str, str], OnnxEncoder] = {}
     written: dict[str, str] = {}
     for name in TASKS:
         task = create_task(name)
@@ -38,41 +39,46 @@ def build_task_artifacts(build_dir: Path, manifests: list[ModelManifest], log=pr
         if manifest is None:
             log(f"task {name}: skipped, encoder {task.encoder!r} was not built")
             continue
-        key = task.content_key(manifest.key)
-        path = out / f"{name}-{key[:12]}.json"
-        if not path.exists() or _stale_training(task, path):
-            if manifest.model_id not in encoders:
-                encoders[manifest.model_id] = OnnxEncoder.from_dir(
-                    build_dir / "models" / manifest.model_id)
-            encoder = encoders[manifest.model_id]
-            if isinstance(task, LinearHeadTask) and isinstance(task.training, TemplateTrainingData):
-                try:
-                    artifact = _field_heads(encoder, log)[name]
-                except FileNotFoundError as e:
-                    log(f"task {name}: skipped, {e}")
-                    continue
-            elif isinstance(task, LinearHeadTask):
-                try:
-                    artifact = build_head_artifact(task, encoder, log=log)
-                except FileNotFoundError as e:
-                    log(f"task {name}: skipped, {e}")
-                    continue
+        for dtype in [manifest.dtype, *sorted(set(manifest.variants) - {manifest.dtype})]:
+            entry = name if dtype == manifest.dtype else f"{name}@{dtype}"
+            key = task.content_key(manifest.variant_key(dtype))
+            path = out / f"{entry}-{key[:12]}.json"
+            if not path.exists() or _stale_training(task, path):
+                if (manifest.model_id, dtype) not in encoders:
+                    encoders[manifest.model_id, dtype] = OnnxEncoder.from_dir(
+                        build_dir / "models" / manifest.model_id, dtype=dtype)
+                artifact = _artifact(task, encoders[manifest.model_id, dtype], log)
+                if artifact is None:
+                    break
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(artifact))
+                tmp.rename(path)
+                log(f"task {entry}: artifact built ({path.name})")
             else:
-                asyncio.run(task.load(encoder))
-                artifact = task.artifact(manifest.key)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(artifact))
-            tmp.rename(path)
-            log(f"task {name}: artifact built ({path.name})")
-        else:
-            log(f"task {name}: cached ({path.name})")
-        written[name] = path.name
+                log(f"task {entry}: cached ({path.name})")
+            written[entry] = path.name
     written.update(_calibration_artifacts(build_dir, manifests, out, log))
     for stale in out.glob("*.json"):
         if stale.name not in written.values():
             stale.unlink()
     (out / "index.json").write_text(json.dumps(written, indent=1))
     return written
+
+
+def _artifact(task, encoder, log) -> dict | None:
+    """``task``'s artifact on ``encoder``; None (with a message) without its training data."""
+    from .trainingdata import build_head_artifact
+
+    if isinstance(task, LinearHeadTask):
+        try:
+            if isinstance(task.training, TemplateTrainingData):
+                return _field_heads(encoder, log)[task.name]
+            return build_head_artifact(task, encoder, log=log)
+        except FileNotFoundError as e:
+            log(f"task {task.name}: skipped, {e}")
+            return None
+    asyncio.run(task.load(encoder))
+    return task.artifact(encoder.model_key)
 
 
 def _calibration_artifacts(build_dir: Path, manifests: list[ModelManifest], out: Path,

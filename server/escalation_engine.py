@@ -113,5 +113,6 @@ class EscalationEngines:
         task = create_task(task_name)
         backend = self.backend(task.kind, task.encoder)
         engine = Engine(backend)
-        asyncio.run(engine.load([task_name], artifacts=load_artifacts(self.settings.build_dir)))
+        asyncio.run(engine.load([task_name], artifacts=load_artifacts(self.settings.build_dir,
+                                                                      self.settings.encoder_dtype)))
         return engine

@@ -62,7 +62,9 @@ class Site:
         artifacts = settings.tasks_dir / "index.json"
         files = json.loads(artifacts.read_text()) if artifacts.exists() else {}
         self.tasks = available_tasks(settings)
-        self.task_files = {name: f for name, f in files.items() if name in self.tasks}
+        # Task → artifact file, and `<task>@<dtype>` → the artifact for an encoder file other
+        # than the default (models/taskpacks.py): all are served, precached and exported.
+        self.task_files = {name: f for name, f in files.items() if name.split("@")[0] in self.tasks}
         self._templates = Environment(loader=FileSystemLoader(settings.web_dir),
                                       autoescape=select_autoescape(["html"]))
 
@@ -97,10 +99,20 @@ class Site:
             "fieldHeads": self.field_heads(),
             "memoryBudgetBytes": self.settings.memory_budget_bytes,
             "tasks": self.tasks,
-            "taskArtifacts": {n: f"{self.base}tasks/{f}" for n, f in self.task_files.items()},
+            # The heads for the encoder file the page runs: on Wasm the configured one, on
+            # WebGPU the `gpu` entry's (web/worker.js).
+            "taskArtifacts": self.task_artifacts(self.settings.encoder_dtype),
+            "gpuTaskArtifacts": self.task_artifacts("q8"),
             "defaultTask": self.settings.default_task,
             "escalation": escalation or {"url": None, "token": None},
         }
+
+    def task_artifacts(self, dtype: str) -> dict[str, str]:
+        """Task → URL of its artifact for encoders running their ``dtype`` file: the
+        ``<task>@<dtype>`` one where the build made it, else the default file's."""
+        from models.cpython.engines import artifact_files
+
+        return {n: f"{self.base}tasks/{f}" for n, f in artifact_files(self.task_files, dtype).items()}
 
     def field_heads(self) -> dict[str, list[str]]:
         """Each extraction task's heads (``tasks/hybrid.py``) this build can run."""
@@ -132,8 +144,9 @@ class Site:
 
         dtype = self.settings.encoder_dtype if self.settings.encoder_dtype in encoder.variants \
             else encoder.dtype
-        config = encoder.model_dump(include={"model_id", "max_tokens", "key"})
+        config = encoder.model_dump(include={"model_id", "max_tokens"})
         config["dtype"] = dtype
+        config["key"] = encoder.variant_key(dtype)  # names the heads made for this file
         config["estimated_memory_bytes"] = variant_memory(encoder, dtype) if encoder.variants \
             else encoder.estimated_memory_bytes
         # Loaded beside the base encoder (a task's own), it shares onnxruntime's runtime.
@@ -143,8 +156,8 @@ class Site:
             # On WebGPU the page runs the float-arithmetic file instead (web/worker.js onDevice):
             # the integer file's float64 ops have no WebGPU kernel (models/weightquant.py).
             gpu = variant_memory(encoder, "q8")
-            config["gpu"] = {"dtype": "q8", "estimated_memory_bytes": gpu,
-                             "added_memory_bytes": added_memory(gpu),
+            config["gpu"] = {"dtype": "q8", "key": encoder.variant_key("q8"),
+                             "estimated_memory_bytes": gpu, "added_memory_bytes": added_memory(gpu),
                              "skipFiles": sorted(p for d, p in encoder.variants.items() if d != "q8")}
         return config
 

@@ -44,7 +44,8 @@ async function init(config) {
     progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`));
   const encoderLoad = encoders.load({ transformersEnv, modelsBase: config.modelsBase, encoder, device });
   encoderLoad.catch(() => {});  // awaited below, where its error is reported
-  const artifacts = fetchArtifacts(config.taskArtifacts ?? {});
+  // The heads made for the encoder file this device runs (onDevice below).
+  const artifacts = fetchArtifacts((device !== "wasm" && config.gpuTaskArtifacts) || config.taskArtifacts || {});
   artifacts.catch(() => {});
 
   progress("runtime", 0.05, "Python runtime (Pyodide)");

@@ -36,10 +36,10 @@ class OnnxEncoder(EncoderBackend):
         self._np = np
         self.model_dir = Path(model_dir)
         self.manifest = manifest
-        # The heads are trained on the default dtype's embeddings and serve every dtype, so the
-        # key (which names their artifacts) is the manifest's whichever file runs.
-        self.model_key = manifest.key
         self.dtype = dtype or manifest.dtype
+        # Names the heads' artifacts and cached embeddings: each file has its own (the heads
+        # of one file's embeddings are miscalibrated on the other's).
+        self.model_key = manifest.variant_key(self.dtype)
         if self.dtype not in DTYPE_FILES:
             raise ValueError(f"unknown encoder dtype {self.dtype!r}: one of {sorted(DTYPE_FILES)}")
         config = json.loads((self.model_dir / "tokenizer_config.json").read_text())

@@ -48,7 +48,7 @@ def _open_encoder_engine(build_dir: Path, tasks: list[str], dtype: str | None = 
     from pyapp.engine import Engine
 
     engine = Engine(open_encoder(build_dir, dtype, name))
-    asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir)))
+    asyncio.run(engine.load(tasks, artifacts=load_artifacts(build_dir, dtype)))
     return engine
 
 
@@ -85,12 +85,28 @@ def open_generator(build_dir: Path, dtype: str | None = None, threads: int | Non
     return OnnxTextGenerator.from_dir(build_dir / "models" / lm.model_id, dtype, threads)
 
 
-def load_artifacts(build_dir: Path) -> dict[str, dict]:
+def load_artifacts(build_dir: Path, dtype: str | None = None) -> dict[str, dict]:
+    """Task name → its built artifact: for the encoder's default file, or where ``dtype`` names
+    another file and the build made one for it (``<task>@<dtype>``), that one
+    (``models.taskpacks``)."""
     index = build_dir / "tasks" / "index.json"
     if not index.exists():
         return {}
     return {name: json.loads((build_dir / "tasks" / file).read_text())
-            for name, file in json.loads(index.read_text()).items()}
+            for name, file in artifact_files(json.loads(index.read_text()), dtype).items()}
+
+
+def artifact_files(index: dict[str, str], dtype: str | None = None) -> dict[str, str]:
+    """Task → artifact file out of ``index.json``: the ``<task>@<dtype>`` entry where the build
+    made one for ``dtype``, else the default file's.
+
+    >>> artifact_files({"a": "a-1.json", "a@q8": "a@q8-2.json", "b": "b-3.json"}, "q8")
+    {'a': 'a@q8-2.json', 'b': 'b-3.json'}
+    """
+    chosen = {name: file for name, file in index.items() if "@" not in name}
+    chosen.update({name.split("@")[0]: file for name, file in index.items()
+                   if dtype and name.endswith(f"@{dtype}")})
+    return chosen
 
 
 def open_frozen_engine(build_dir: Path, task_name: str, dtype: str | None = None):

@@ -11,18 +11,23 @@ const TEXTS = [
   "Filesystem /data is 99% full",
 ];
 
-test("auto-selects WebGPU when an adapter exists and agrees with Wasm/CPython on labels", async ({ app }) => {
+// WebGPU has no float64, so its pages run the encoder's q8 file, with the heads the build fitted
+// on q8 embeddings: CPython on the same file must give the same label and confidence.
+test("auto-selects WebGPU when an adapter exists and agrees with CPython on the same file", async ({ app }) => {
   const status = await openApp(app, "");
   expect(status.backend).toBe("webgpu");
   expect(status.deviceReason).toContain("WebGPU adapter");
   const batch = join(mkdtempSync(join(tmpdir(), "webgpu-")), "texts.json");
   writeFileSync(batch, JSON.stringify(TEXTS));
   const cpython = execFileSync(".venv/bin/edge-triage", ["run", "telemetry-triage", "--batch", batch],
-    { encoding: "utf8" }).trim().split("\n").map((l) => JSON.parse(l));
+    { encoding: "utf8", env: { ...process.env, EDGE_TRIAGE_ENCODER_DTYPE: "q8" } })
+    .trim().split("\n").map((l) => JSON.parse(l));
   for (const [i, text] of TEXTS.entries()) {
     const result = await classify(app, text);
     expect(result.backend).toBe("webgpu");
     expect(result.output.label, text).toBe(cpython[i].output.label);
+    console.log(`webgpu vs CPython q8: |Δconfidence| ${Math.abs(result.confidence - cpython[i].confidence).toExponential(2)} (${text})`);
+    expect(Math.abs(result.confidence - cpython[i].confidence), text).toBeLessThanOrEqual(5e-3);
   }
   await expect(app.locator("#backend")).toHaveText(/webgpu/);
 });

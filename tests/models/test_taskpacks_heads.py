@@ -45,3 +45,25 @@ def test_small_real_clinc_build_loads_and_predicts(encoder):
     run(task.load(encoder, artifact))
     prediction = run(task.predict("what is my bank balance", encoder))
     assert prediction.output.label in task.labels
+
+
+def test_each_encoder_file_runs_heads_fitted_on_its_own_embeddings(build_dir):
+    """q8 and uint8 embeddings put head confidences up to ~0.2 apart, so the build fits the heads
+    once per file and CPython loads the ones for the file it runs."""
+    from models.build import encoder_manifest, load_manifests
+    from models.cpython.engines import open_engine
+
+    manifest = encoder_manifest(load_manifests(build_dir / "models"))
+    assert manifest.dtype == "uint8" and "q8" in manifest.variants
+    text = "Filesystem /data is 99% full"
+    results = {}
+    for dtype in ("uint8", "q8"):
+        engine = open_engine(build_dir, ["telemetry-triage"], dtype)
+        task = engine.task("telemetry-triage")
+        assert engine.backend.model_key == manifest.variant_key(dtype)
+        assert task.artifact(engine.backend.model_key)["key"] == task.content_key(
+            manifest.variant_key(dtype))
+        results[dtype] = run(engine.run("telemetry-triage", text))
+    assert manifest.variant_key("q8") != manifest.variant_key("uint8")
+    assert results["q8"]["output"]["label"] == results["uint8"]["output"]["label"] == "storage"
+    assert results["q8"]["confidence"] != results["uint8"]["confidence"]

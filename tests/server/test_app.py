@@ -35,6 +35,29 @@ def test_page_is_cross_origin_isolated_and_carries_config(client):
     assert "telemetry-triage" in config["tasks"]
 
 
+def test_each_encoder_file_gets_the_heads_made_for_it(client):
+    """Wasm pages run the integer file, WebGPU pages its `gpu` entry (q8): each is given the task
+    artifacts fitted on its own embeddings, and both are precached for offline use."""
+    from pyapp.tasks import create_task
+
+    config = json.loads(re.search(r'<script id="config" type="application/json">(.*?)</script>',
+                                  client.get("/").text).group(1))
+    precached = {e["url"] for e in json.loads(client.get("/precache.json").text)["entries"]}
+    checked = 0
+    for name in ("telemetry-triage", "telemetry-category", "clinc150-intent"):
+        if name not in config["taskArtifacts"]:
+            continue
+        encoder = config["taskEncoders"].get(name, config["encoder"])
+        assert encoder["key"] != encoder["gpu"]["key"]
+        wasm, gpu = config["taskArtifacts"][name], config["gpuTaskArtifacts"][name]
+        assert wasm != gpu and {wasm, gpu} <= precached
+        task = create_task(name)
+        assert client.get(wasm).json()["key"] == task.content_key(encoder["key"])
+        assert client.get(gpu).json()["key"] == task.content_key(encoder["gpu"]["key"])
+        checked += 1
+    assert checked >= 1
+
+
 def test_every_response_has_isolation_headers(client, runtime):
     for path in ("/api/health", "/static/app.js", f"/runtime/{runtime['version']}/runtime.json"):
         r = client.get(path)
