@@ -30,7 +30,9 @@ async function init(config) {
   const lmDevice = languageModelDevice(detected, config.backend);
   const threads = threadCount();
 
-  const encoder = chooseWithinBudget((config.encoderVariants ?? [config.encoder]).map((e) => onDevice(e, device)),
+  // Off Wasm the encoders run their `gpu` files (onDevice) with the heads made for those.
+  const gpuFiles = device !== "wasm";
+  const encoder = chooseWithinBudget((config.encoderVariants ?? [config.encoder]).map((e) => onDevice(e, gpuFiles)),
                                      config.memoryBudgetBytes);
   // Everything independent loads at once while Python boots: the encoder (download, verify,
   // onnxruntime session, in the encoder worker) and the task artifacts. Python's load of the
@@ -38,14 +40,13 @@ async function init(config) {
   const transformersUrl = `${base}transformers/transformers.min.js`;
   // On the Wasm backend, onnxruntime-web's plain Wasm build (server/runtime.py: the integer
   // encoder file needs its float64 kernels); on WebGPU, the asyncify build that has both.
-  const ortUrl = device === "wasm" ? `${base}ort-wasm/` : `${base}ort/`;
+  const ortUrl = gpuFiles ? `${base}ort/` : `${base}ort-wasm/`;
   const transformersEnv = { transformersUrl, modelsPath: config.modelsBase, ortUrl, threads };
   encoders.start(({ done, total, fraction }) =>
     progress("download", 0.1 + 0.4 * fraction, `Model ${mib(done)} / ${mib(total)} MiB (${Math.round(fraction * 100)}%)`));
   const encoderLoad = encoders.load({ transformersEnv, modelsBase: config.modelsBase, encoder, device });
   encoderLoad.catch(() => {});  // awaited below, where its error is reported
-  // The heads made for the encoder file this device runs (onDevice below).
-  const artifacts = fetchArtifacts((device !== "wasm" && config.gpuTaskArtifacts) || config.taskArtifacts || {});
+  const artifacts = fetchArtifacts((gpuFiles && config.gpuTaskArtifacts) || config.taskArtifacts || {});
   artifacts.catch(() => {});
 
   progress("runtime", 0.05, "Python runtime (Pyodide)");
@@ -68,7 +69,7 @@ async function init(config) {
   appConfig = {
     ...config,
     encoder,
-    taskEncoders: Object.fromEntries(Object.entries(config.taskEncoders ?? {}).map(([t, e]) => [t, onDevice(e, device)])),
+    taskEncoders: Object.fromEntries(Object.entries(config.taskEncoders ?? {}).map(([t, e]) => [t, onDevice(e, gpuFiles)])),
     device,
     lmDevice,
     threads,
@@ -152,11 +153,11 @@ async function fetchArtifacts(urls) {
   return Object.fromEntries(entries.filter(Boolean));
 }
 
-// An encoder's config for this device: off Wasm, its `gpu` entry (the float-arithmetic q8 file,
-// server/site.py) replaces the integer one, whose float64 ops neither WebGPU nor the asyncify
-// build's CPU kernels have.
-function onDevice(encoder, device) {
-  return device !== "wasm" && encoder?.gpu ? { ...encoder, ...encoder.gpu } : encoder;
+// An encoder's config for this device: off Wasm (`gpuFiles`), its `gpu` entry (the
+// float-arithmetic q8 file, server/site.py) replaces the integer one, whose float64 ops neither
+// WebGPU nor the asyncify build's CPU kernels have.
+function onDevice(encoder, gpuFiles) {
+  return gpuFiles && encoder?.gpu ? { ...encoder, ...encoder.gpu } : encoder;
 }
 
 // Over the memory budget: take the first variant that fits, else refuse before downloading.
