@@ -29,6 +29,10 @@ those all three right 0.662 → 0.884 (the fit asks 0.90). Unseen field reports:
 Fine-tuned on every fold instead (an experiment, torch float, two seeds): severity 0.91–0.94
 per line but 0.879 per template, category 0.789 and all three 0.643 per template, so no better;
 and nothing would be left to fit the calibration on templates the encoder never saw.
+The numbers above are from 526 labelled templates. With all 864 (2026-12-02; 601 train): on
+the same 4,909 lines category 0.806 → 0.804, severity 0.906 → 0.938, answered 0.365 → 0.380
+with all three right 0.872 → 0.908; on all 5,010 dev lines of 263 templates category 0.805 /
+0.826 and severity 0.937 / 0.887 (README, "Every template labelled").
 
 Uses the fitting pieces of ``models.heads`` (L-BFGS logistic regression, temperature, threshold);
 the artifacts are ordinary ``linear-head`` artifacts that ``LinearHeadTask`` loads.
