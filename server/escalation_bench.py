@@ -12,10 +12,10 @@ Tasks with labelled dev data (``DEV_DATA``), each scored on the held-out part on
   (``pyapp/tasks/telemetry_labels.py``) and held out of the heads' training (split by template);
   scored on category, severity and component_kind (the summary and component have no label).
   The browser's side is the page's: encoder heads fill those three fields and SmolLM2 the rest.
-  The handler's engine loads no heads (``EscalationEngines`` opens one model per kind), so the
-  escalation model writes the *whole* record under its own grammar, head fields included. That is
-  the only way escalating can change a labelled field: heads on the server would be the same
-  heads on the same encoder, giving the browser's answers again.
+  Since 2026-12-03 the handler's engine takes them from the same heads (``EscalationEngines``:
+  the escalation model writing them itself measured far worse on these cases), so they come out
+  as the browser's and the escalation model writes only component and action; the bench shows
+  that, and what each side's generated fields and time are.
 
 CLINC's out-of-scope queries are escalated by design (there is no field to get right), so they
 are not scored here.
@@ -127,7 +127,7 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
     settings = replace(Settings.from_env(), build_dir=build_dir, escalation_model=model)
     chosen = _wait_for_model(settings, wait_s)
     # The handler's own engine for this task (server.handlers.EngineHandler): same model, same
-    # task loading (no heads), so the bench measures what an escalated case gets.
+    # task loading (with the task's heads), so the bench measures what an escalated case gets.
     big = EscalationEngines(replace(settings, escalation_model=chosen.model_id)).open(task_name)
     second = _run_all(big, task_name, [selected[i]["text"] for i in escalated], log,
                       chosen.model_id)

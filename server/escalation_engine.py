@@ -10,6 +10,15 @@ the first case of that kind (a classification case never loads a language model)
   browser (``models import --for browser``: ONNX, run by onnxruntime); ``browser`` (or no server
   model built) runs the browser's own ONNX model, which mostly gives the same answer again, so
   the server says so in its log.
+
+An extraction task whose closed-set fields come from encoder heads (``tasks.hybrid``,
+telemetry-extract) gets those heads here too, on the same encoder files as the page, and the
+escalation model writes only the rest (component, action): on the escalated dev cases the heads
+were right far more often than the model writing those fields itself (README "Escalation model
+and imported models": category 0.82 vs 0.45, component_kind 1.00 vs 0.27 against the 1.5B model;
+the browser's 135M model, the default when no server model is imported, called every line
+"thermal"). So an escalated record's closed-set fields are the page's again, and what the
+escalation adds is the generated fields and, through the review handler, a person.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import logging
 import threading
 from typing import Any
 
-from pyapp.engine import Engine
+from pyapp.engine import Engine, EngineGroup
 from pyapp.tasks import create_task
 
 from .settings import Settings
@@ -107,12 +116,23 @@ class EscalationEngines:
         return GgufTextGenerator.from_dir(build / "server-models" / chosen.model_id,
                                           threads=threads)
 
-    def open(self, task_name: str) -> Engine:
-        from models.cpython.engines import load_artifacts
+    def open(self, task_name: str) -> Engine | EngineGroup:
+        from models.cpython.engines import field_heads, load_artifacts
 
+        artifacts = load_artifacts(self.settings.build_dir, self.settings.encoder_dtype)
         task = create_task(task_name)
-        backend = self.backend(task.kind, task.encoder)
-        engine = Engine(backend)
-        asyncio.run(engine.load([task_name], artifacts=load_artifacts(self.settings.build_dir,
-                                                                      self.settings.encoder_dtype)))
-        return engine
+        engine = Engine(self.backend(task.kind, task.encoder))
+        asyncio.run(engine.load([task_name], artifacts=artifacts))
+        heads = field_heads([task_name]) if task.kind == "extraction" else []
+        if not heads:
+            return engine
+        # The heads' engines, one per encoder they run on (EngineGroup attaches them).
+        by_encoder: dict[str | None, list[str]] = {}
+        for name in heads:
+            by_encoder.setdefault(create_task(name).encoder, []).append(name)
+        engines = []
+        for encoder, names in by_encoder.items():
+            head_engine = Engine(self.backend("classification", encoder))
+            asyncio.run(head_engine.load(names, artifacts=artifacts))
+            engines.append(head_engine)
+        return EngineGroup([*engines, engine])

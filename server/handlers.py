@@ -102,7 +102,10 @@ class EngineHandler:
                 raise HandlerError(f"engine timed out after {self.timeout_s:g} s") from e
             except (ValueError, KeyError) as e:  # InputError is a ValueError
                 raise HandlerError(f"engine refused the case: {e}") from e
-        model = getattr(getattr(engine, "backend", None), "manifest", None)
+        # The model that ran the task (an extraction's engine is grouped with its heads' encoder).
+        backend = engine.backend_for(case.task) if hasattr(engine, "backend_for") else \
+            getattr(engine, "backend", None)
+        model = getattr(backend, "manifest", None)
         return {"handler": self.name, **({"model": model.model_id} if model else {}), **result}
 
 

@@ -34,7 +34,7 @@ def test_the_bench_scores_both_models_on_the_escalated_cases(build_dir: Path):
 def test_telemetry_extract_is_scored_on_held_out_templates_with_heads_on_the_browser_side(
         build_dir: Path):
     """The page's telemetry-extract (encoder heads + language model) against the handler's engine
-    for it (the escalation model alone, every field), on the three labelled fields."""
+    for it (the same heads, the escalation model for the rest), on the three labelled fields."""
     import json
 
     from models.trainingdata import data_root
@@ -56,7 +56,10 @@ def test_telemetry_extract_is_scored_on_held_out_templates_with_heads_on_the_bro
     assert browser["heads_encoder"] and server["model"] == imported.model_id
     for field in FIELDS:
         assert browser["sources"][field].endswith("(encoder head)")
-        assert server["sources"][field] == "language model"  # no heads in the handler's engine
+        assert server["sources"][field] == browser["sources"][field]  # the handler's too
+    for row in report["rows"]:  # same heads, same encoder file: the page's closed-set fields
+        assert row["escalation"] is not None
+        assert {f: row["escalation"][f] for f in FIELDS} == {f: row["browser"][f] for f in FIELDS}
     by_text = {r["text"]: r for r in map(json.loads, path.read_text().splitlines())}
     for row in report["rows"]:
         record = by_text[row["text"]]

@@ -113,7 +113,29 @@ def test_an_imported_onnx_model_answers_an_escalated_extraction(build_dir: Path)
     assert answer["model"] == imported.model_id
     assert answer["valid"] is True
     assert answer["output"]["record"]["severity"] in ("info", "warning", "error", "critical")
-    assert list(engines._backends) == ["extraction"]
+    assert list(engines._backends)[0] == "extraction"
+
+
+def test_an_escalated_hybrid_extraction_takes_its_closed_set_fields_from_the_heads(build_dir: Path):
+    """telemetry-extract on the server: the heads fill category, severity and component_kind
+    as in the page (the same encoder file and heads as CPython's `run`), the language model the
+    rest, and the answer says so."""
+    from models.cpython.engines import open_engine
+
+    engines = EscalationEngines(Settings(build_dir=build_dir, escalation_model="browser"))
+    answer = asyncio.run(EngineHandler(engines.open).resolve(
+        a_case(task="telemetry-extract", text=EXTRACT)))
+    assert answer["valid"] is True
+    sources = answer["output"]["sources"]
+    for field, head in (("category", "telemetry-category"), ("severity", "telemetry-severity"),
+                        ("component_kind", "telemetry-component-kind")):
+        assert sources[field] == f"{head} (encoder head)"
+    # The language model's engine names the answer's model, not the heads' encoder.
+    assert answer["model"] == engines.backend("extraction").manifest.model_id
+    local = asyncio.run(open_engine(build_dir, ["telemetry-extract"]).run("telemetry-extract",
+                                                                          EXTRACT))
+    assert answer["output"]["record"] == local["output"]["record"]
+    assert answer["output"]["field_confidence"] == local["output"]["field_confidence"]
 
 
 @needs_llama_cpp
@@ -126,6 +148,8 @@ def test_an_imported_gguf_answers_an_escalated_extraction_natively(build_dir: Pa
 
     build = tmp_path / "build"
     manifest = import_model(source_dir() / GGUF, build)
+    for built in ("models", "tasks"):  # the encoder heads telemetry-extract's fields come from
+        (build / built).symlink_to(build_dir / built)
     assert manifest.runtime == "llama.cpp" and manifest.dtype == "q4_1"
     assert manifest.checks["greedy_min_prefix_q4_1"] == 8.0
     assert manifest.provenance["sha256"] == next(
