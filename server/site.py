@@ -140,12 +140,15 @@ class Site:
     def _encoder_config(self, encoder) -> dict[str, Any]:
         """The encoder in the configured dtype; ``skipFiles`` are the other dtypes' files, which
         the page does not download."""
+        from models.cpython.encoder import PER_TEXT_DTYPES
         from models.encoder import added_memory, variant_memory
 
         dtype = self.settings.encoder_dtype if self.settings.encoder_dtype in encoder.variants \
             else encoder.dtype
         config = encoder.model_dump(include={"model_id", "max_tokens"})
         config["dtype"] = dtype
+        # One text per onnxruntime run, as CPython embeds it (PER_TEXT_DTYPES says why).
+        config["per_text"] = dtype in PER_TEXT_DTYPES
         config["key"] = encoder.variant_key(dtype)  # names the heads made for this file
         config["estimated_memory_bytes"] = variant_memory(encoder, dtype) if encoder.variants \
             else encoder.estimated_memory_bytes
@@ -156,7 +159,8 @@ class Site:
             # On WebGPU the page runs the float-arithmetic file instead (web/worker.js onDevice):
             # the integer file's float64 ops have no WebGPU kernel (models/weightquant.py).
             gpu = variant_memory(encoder, "q8")
-            config["gpu"] = {"dtype": "q8", "key": encoder.variant_key("q8"),
+            config["gpu"] = {"dtype": "q8", "per_text": "q8" in PER_TEXT_DTYPES,
+                             "key": encoder.variant_key("q8"),
                              "estimated_memory_bytes": gpu, "added_memory_bytes": added_memory(gpu),
                              "skipFiles": sorted(p for d, p in encoder.variants.items() if d != "q8")}
         return config

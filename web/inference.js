@@ -98,8 +98,9 @@ export async function loadEncoder({ transformersEnv, modelsBase, encoder, device
         }));
         (await serialised(() => pipe(["warm up"], POOLING))).dispose?.();
         // The integer file quantises activations with one scale per tensor, so in a padded batch
-        // a text's embedding would depend on its neighbours: one text per run, as CPython does.
-        return { pipe, stats, perText: encoder.dtype === "uint8" };
+        // a text's embedding would depend on its neighbours: one text per run, as CPython does
+        // (the config's per_text, from models/cpython/encoder.py PER_TEXT_DTYPES).
+        return { pipe, stats, perText: Boolean(encoder.per_text) };
       } finally {
         forgetVerifiedFiles(files.keys());  // onnxruntime holds the weights now
       }

@@ -32,6 +32,9 @@ def test_page_is_cross_origin_isolated_and_carries_config(client):
                                   r.text).group(1))
     assert config["runtimeBase"].startswith("/runtime/")
     assert config["encoder"]["dtype"] == "uint8"
+    # The integer file embeds one text per run in the page, as under CPython; its `gpu` file batches.
+    assert config["encoder"]["per_text"] is True
+    assert config["encoder"]["gpu"]["per_text"] is False
     assert "telemetry-triage" in config["tasks"]
 
 
