@@ -79,6 +79,7 @@ function startWorker() {
       else if (data.type === "lm-cached") state.lmCached = true;
       else if (data.type === "downloads-done") downloadsDone();
       else if (data.type === "lm-loaded") Object.assign(state, { lmDtype: data.dtype, lmEstimatedMemoryBytes: data.estimatedMemoryBytes });
+      else if (data.type === "encoder-home") state.encoderWorker = "ended";
       else if (data.type === "encoder-loaded") {
         state.taskEncoderMemoryBytes = (state.taskEncoderMemoryBytes ?? 0) + data.estimatedMemoryBytes;
       }
@@ -121,8 +122,12 @@ function startWorker() {
       }
       restartAfterCrash(event.message);
     };
-    const prefetch = new URLSearchParams(location.search).get("prefetch") !== "0";
-    worker.postMessage({ type: "init", config: { ...config, backend, prefetch } });
+    const params = new URLSearchParams(location.search);
+    const prefetch = params.get("prefetch") !== "0";
+    // ?encoderworker=keep: the base encoder stays in its own worker after the first result
+    // (web/worker.js moveEncoderHome; for comparisons).
+    const keepEncoderWorker = params.get("encoderworker") === "keep";
+    worker.postMessage({ type: "init", config: { ...config, backend, prefetch, keepEncoderWorker } });
   });
 }
 

@@ -3,7 +3,9 @@
 //
 // The base encoder runs in web/encoderworker.js, a worker of its own, so it loads while Pyodide
 // boots (cold start to the first result: 7.5-8.0 s in one worker, 4.9-5.3 s with the Pyodide
-// snapshot and this). Task encoders, loaded on a task's first use, run here in the Python
+// snapshot and this). After the first result on Wasm, web/worker.js calls `bringHome`: the
+// encoder is loaded again here and that worker ends, so each classification no longer crosses
+// to it and back (README "Where the time goes"). Task encoders, loaded on a task's first use, run here in the Python
 // worker, in the same onnxruntime heap as the language model: a Wasm heap never shrinks, and
 // the heads' encoder, loaded after the language model, fits into what the model's load left free
 // (page memory with all three models: 1,134 MiB with it on the encoder worker, 1,021 MiB beside
@@ -28,6 +30,7 @@ let onProgress = () => {};
 let heard = 0;              // when the encoder worker last sent anything
 let watchdog = null;
 let silenceMs = SILENCE_MS;
+let retiring = false;       // bringHome: end the encoder worker once its last call is answered
 
 // Starts the encoder worker (once). progress({modelId, done, total, fraction}) while a model's
 // files download.
@@ -46,6 +49,7 @@ export function start(progress, { silence = SILENCE_MS } = {}) {
     pending.delete(data.id);
     if (data.ok) call.resolve(data.value);
     else call.reject(Object.assign(new Error(data.error.message), { name: data.error.name }));
+    if (retiring && !pending.size) endWorker();
   };
   // An uncaught error there (a Wasm trap) also reaches this worker's own error handler, and so
   // the page's, which restarts both; the calls waiting on it end with the error meanwhile.
@@ -74,14 +78,40 @@ function checkSilence() {
   if (Date.now() - Math.max(heard, oldest) >= silenceMs) abandonWorker();
 }
 
-// The encoder worker went silent: end it, load its encoders here (from the model store: what it
-// had verified is not fetched again) and answer the calls it left waiting from here.
-function abandonWorker() {
-  console.warn(`The encoder worker did not answer for ${silenceMs / 1000} s: its encoders now run in the inference worker.`);
+function endWorker() {
   clearInterval(watchdog);
   watchdog = null;
   worker.terminate();
   worker = null;
+  retiring = false;
+}
+
+// Moves the encoder worker's encoders into this worker: each is loaded here (its files from the
+// model store, verified, not downloaded again) while that worker goes on answering; then new
+// calls run here and the worker ends once the calls it has are answered. Resolves to the number
+// of encoders moved (0 when there is no encoder worker). A failed load here leaves everything
+// where it was. Same files, same onnxruntime build and options: the same numbers.
+export async function bringHome() {
+  if (!worker || retiring) return 0;
+  const moving = [...remote];
+  // No progress: the page's bar is for the boot, and these files are read from the store.
+  await Promise.all(moving.map(([, args]) => loadEncoder(args)));
+  if (!worker) return 0;  // abandoned meanwhile: abandonWorker moved them already
+  for (const [key] of moving) {
+    local.add(key);
+    remote.delete(key);
+  }
+  if (remote.size) return moving.length;  // one loading there meanwhile: keep the worker
+  retiring = true;
+  if (!pending.size) endWorker();
+  return moving.length;
+}
+
+// The encoder worker went silent: end it, load its encoders here (from the model store: what it
+// had verified is not fetched again) and answer the calls it left waiting from here.
+function abandonWorker() {
+  console.warn(`The encoder worker did not answer for ${silenceMs / 1000} s: its encoders now run in the inference worker.`);
+  endWorker();
   for (const [key, args] of remote) {
     const loading = loadEncoder(args, onProgress);
     loading.catch(() => loads.delete(key));
@@ -104,7 +134,7 @@ export function load(args) {
   if (typeof args === "string") args = JSON.parse(args);
   const key = keyOf(args);
   if (!loads.has(key)) {
-    const here = args.local || !worker;
+    const here = args.local || !worker || retiring;
     const loading = here ? loadEncoder(args, onProgress) : call("load", args);
     loading.catch(() => loads.delete(key));
     loads.set(key, loading);

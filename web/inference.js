@@ -55,9 +55,10 @@ export async function configureTransformers({ transformersUrl, modelsPath, ortUr
 }
 
 // One inference call at a time in this worker's onnxruntime-web (one Wasm heap, one thread
-// pool). The base encoder runs in the encoder worker, the language model and the task encoders
-// in the Python worker (web/encoders.js says why): a classification asked for while an
-// extraction decodes runs beside it on the encoder worker's thread.
+// pool). The language model and the task encoders run in the Python worker; the base encoder
+// boots in the encoder worker and, on Wasm, moves to the Python worker after the first result
+// (web/encoders.js says why): from then on a classification asked for while an extraction
+// decodes takes its turn between two of the extraction's forward passes.
 let lastRun = Promise.resolve();
 
 export function serialised(job) {

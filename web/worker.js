@@ -262,6 +262,20 @@ async function runClassification(data) {
   return app.run(data.task, data.text);
 }
 
+// After the first classification on Wasm, the base encoder moves into this worker and its own
+// worker ends (web/encoders.js bringHome): its worker is what lets it load beside Pyodide's boot,
+// and after the boot it only adds a round trip to every classification and a second onnxruntime
+// instance to the page. The move runs once the first result is out, so it does not delay it. On
+// WebGPU the encoder stays where it is (its device is the encoder worker's).
+let movedHome = false;
+function moveEncoderHome() {
+  if (movedHome || appConfig.device !== "wasm" || appConfig.keepEncoderWorker) return;
+  movedHome = true;
+  encoders.bringHome().then((moved) => {
+    if (moved) postMessage({ type: "encoder-home" });
+  }, (err) => console.warn(`The base encoder stays in its own worker: ${err?.message ?? err}`));
+}
+
 async function runExtraction(data) {
   lm.resetCancel();
   lmLoading ??= loadLM(data.measuredBytes, encoderMemory(data.task));
@@ -305,9 +319,10 @@ onmessage = async ({ data }) => {
   }
   if (data.type === "run") {
     try {
-      const reply = JSON.parse(await (appConfig.lmTasks?.includes(data.task)
-        ? runExtraction(data) : runClassification(data)));
+      const extraction = appConfig.lmTasks?.includes(data.task);
+      const reply = JSON.parse(await (extraction ? runExtraction(data) : runClassification(data)));
       postMessage({ type: "result", id: data.id, ...reply });
+      if (!extraction) moveEncoderHome();
     } catch (err) {
       postMessage({ type: "result", id: data.id, ok: false,
                     error: { type: "RuntimeError", message: String(err?.message ?? err) } });

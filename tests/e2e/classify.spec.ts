@@ -23,6 +23,27 @@ test("boots Pyodide in a worker and classifies on Wasm with threads", async ({ a
     ["mechanical", "network", "power", "sensor", "software", "storage", "thermal"]);
 });
 
+// The base encoder boots in a worker of its own and moves into the inference worker after the
+// first result (web/encoders.js bringHome): the same files and onnxruntime build, so the same
+// numbers, bit for bit, before and after; its worker ends.
+test("after the first result the base encoder moves into the inference worker, same scores", async ({ app }) => {
+  await openApp(app);
+  const texts = ["PSU 2 failed, running on redundant supply", "Link down on eth0", "Fan 2 stalled, rotor speed 0 RPM"];
+  const encoderWorker = () => app.workers().some((w) => w.url().endsWith("/encoderworker.js"));
+  expect(encoderWorker()).toBe(true);
+  const before = [];
+  for (const text of texts) before.push(await classify(app, text));
+  await expect.poll(() => app.evaluate(() => (window as any).edgeTriage.status().encoderWorker),
+                    { timeout: 60_000 }).toBe("ended");
+  await expect.poll(encoderWorker).toBe(false);
+  for (const [i, text] of texts.entries()) {
+    const after = await classify(app, text);
+    expect(after.output.label, text).toBe(before[i].output.label);
+    expect(after.output.scores, text).toEqual(before[i].output.scores);
+  }
+  expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes ?? 0)).toBe(0);
+});
+
 test("the form shows label, confidence, latency and backend", async ({ app }) => {
   await openApp(app);
   await app.fill("#text", "UPS switched to battery after mains failure");

@@ -121,8 +121,8 @@ test("cancel stops within a forward pass (valid false, stop_reason cancelled, es
   expect(cancelled.seen - cancelled.atCancel).toBeLessThanOrEqual(8);
   expect(cancelled.result.escalation).toBeTruthy();
 
-  // A classification asked for while an extraction decodes: the encoder runs in a worker of its
-  // own (web/encoderworker.js), so it is answered while the extraction goes on.
+  // A classification asked for while an extraction decodes is answered while the extraction goes
+  // on: its encoder call takes its turn between two forward passes (web/inference.js serialised).
   const both = await app.evaluate(async (task) => {
     const api = (window as any).edgeTriage;
     let classified: Promise<any> | null = null, tokensWhenClassified = -1, seen = 0;
