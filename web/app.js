@@ -127,7 +127,9 @@ function startWorker() {
     // ?encoderworker=keep: the base encoder stays in its own worker after the first result
     // (web/worker.js moveEncoderHome; for comparisons).
     const keepEncoderWorker = params.get("encoderworker") === "keep";
-    worker.postMessage({ type: "init", config: { ...config, backend, prefetch, keepEncoderWorker } });
+    // Served by the service worker (a repeat visit): the workers' files come from its cache.
+    const swControlled = Boolean(navigator.serviceWorker?.controller);
+    worker.postMessage({ type: "init", config: { ...config, backend, prefetch, keepEncoderWorker, swControlled } });
   });
 }
 

@@ -266,10 +266,13 @@ async function runClassification(data) {
 // worker ends (web/encoders.js bringHome): its worker is what lets it load beside Pyodide's boot,
 // and after the boot it only adds a round trip to every classification and a second onnxruntime
 // instance to the page. The move runs once the first result is out, so it does not delay it. On
-// WebGPU the encoder stays where it is (its device is the encoder worker's).
+// WebGPU the encoder stays where it is (its device is the encoder worker's). Only on a page the
+// service worker serves (a repeat visit): on a first visit this worker's onnxruntime would
+// download its 14 MB wasm again (the bench's fresh profiles did not keep it in the HTTP cache:
+// first visit 107.9 → 121.5 MiB).
 let movedHome = false;
 function moveEncoderHome() {
-  if (movedHome || appConfig.device !== "wasm" || appConfig.keepEncoderWorker) return;
+  if (movedHome || appConfig.device !== "wasm" || appConfig.keepEncoderWorker || !appConfig.swControlled) return;
   movedHome = true;
   encoders.bringHome().then((moved) => {
     if (moved) postMessage({ type: "encoder-home" });

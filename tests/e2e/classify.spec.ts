@@ -1,5 +1,5 @@
 // The page in real Chromium on Wasm: boot, classify, the JS API, bad input, isolation, origin.
-import { test, expect, openApp, classify, classifyError } from "./fixtures";
+import { test, expect, openApp, classify, classifyError, swReady } from "./fixtures";
 
 test.describe.configure({ mode: "serial" });
 
@@ -23,11 +23,17 @@ test("boots Pyodide in a worker and classifies on Wasm with threads", async ({ a
     ["mechanical", "network", "power", "sensor", "software", "storage", "thermal"]);
 });
 
-// The base encoder boots in a worker of its own and moves into the inference worker after the
-// first result (web/encoders.js bringHome): the same files and onnxruntime build, so the same
-// numbers, bit for bit, before and after; its worker ends.
+// The base encoder boots in a worker of its own and, on a page the service worker serves, moves
+// into the inference worker after the first result (web/encoders.js bringHome): the same files
+// and onnxruntime build, so the same numbers, bit for bit, before and after; its worker ends.
 test("after the first result the base encoder moves into the inference worker, same scores", async ({ app }) => {
   await openApp(app);
+  const first = await classify(app, "PSU 2 failed, running on redundant supply");
+  await swReady(app);
+  expect(await app.evaluate(() => (window as any).edgeTriage.status().encoderWorker)).toBeUndefined();  // first visit: stays
+  await app.reload();
+  await app.evaluate(() => (window as any).edgeTriage.ready);
+  expect(await app.evaluate(() => !!navigator.serviceWorker.controller)).toBe(true);
   const texts = ["PSU 2 failed, running on redundant supply", "Link down on eth0", "Fan 2 stalled, rotor speed 0 RPM"];
   const encoderWorker = () => app.workers().some((w) => w.url().endsWith("/encoderworker.js"));
   expect(encoderWorker()).toBe(true);
@@ -41,6 +47,7 @@ test("after the first result the base encoder moves into the inference worker, s
     expect(after.output.label, text).toBe(before[i].output.label);
     expect(after.output.scores, text).toEqual(before[i].output.scores);
   }
+  expect(before[0].output.scores).toEqual(first.output.scores);  // and as on the first visit
   expect(await app.evaluate(() => (window as any).edgeTriage.status().crashes ?? 0)).toBe(0);
 });
 
