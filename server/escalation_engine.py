@@ -16,8 +16,8 @@ telemetry-extract) gets those heads here too, on the same encoder files as the p
 escalation model writes only the rest (component, action): on the escalated dev cases the heads
 were right far more often than the model writing those fields itself (README "Escalation model
 and imported models": category 0.82 vs 0.45, component_kind 1.00 vs 0.27 against the 1.5B model;
-the browser's 135M model, the default when no server model is imported, called every line
-"thermal"). So an escalated record's closed-set fields are the page's again, and what the
+the browser's 135M model, the default when no server model is imported, called a PSU, a disk,
+a UPS and a link "thermal" in issue 12's examples). So an escalated record's closed-set fields are the page's again, and what the
 escalation adds is the generated fields and, through the review handler, a person.
 """
 
