@@ -6,10 +6,10 @@
 // snapshot and this). After the first result on Wasm, web/worker.js calls `bringHome`: the
 // encoder is loaded again here and that worker ends, so each classification no longer crosses
 // to it and back (README "Where the time goes"). Task encoders, loaded on a task's first use,
-// run here in the Python worker, in the same onnxruntime heap as the language model: a Wasm heap never shrinks, and
-// the heads' encoder, loaded after the language model, fits into what the model's load left free
-// (page memory with all three models: 1,134 MiB with it on the encoder worker, 1,021 MiB beside
-// the language model). `args.local` says which.
+// run here in the Python worker, in the same onnxruntime heap as the language model: a Wasm
+// heap never shrinks, and the heads' encoder, loaded after the language model, fits into what
+// the model's load left free (page memory with all three models: 1,134 MiB with it on the
+// encoder worker, 1,021 MiB beside the language model). `args.local` says which.
 
 import { embedTexts, loadEncoder } from "./inference.js";
 
