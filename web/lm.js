@@ -260,10 +260,11 @@ export function setGroups(groupsJson) {
 }
 
 // [token, probability renormalised over the allowed tokens, number allowed] (web/pick.js).
-export function pick(preferJson, avoidJson) {
+export function pick(preferJson, avoidJson, onlyJson) {
   const prefer = preferJson ? JSON.parse(preferJson).map((g) => closingGroups[g]) : null;
   const avoid = avoidJson ? new Set(JSON.parse(avoidJson)) : null;
-  return pickAllowed(run.state.logits, lm.vocabSize, run.bitmask, prefer, avoid);
+  const only = onlyJson ? new Set(JSON.parse(onlyJson)) : null;
+  return pickAllowed(run.state.logits, lm.vocabSize, run.bitmask, prefer, avoid, only);
 }
 
 // The one token the grammar allows now, or -1 (web/pick.js).

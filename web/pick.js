@@ -8,14 +8,18 @@ const isAllowed = (bitmask, i) => ((bitmask[i >> 5] >>> (i & 31)) & 1) === 1;
 // Greedy pick among allowed tokens: [token, its probability renormalised over the allowed
 // tokens, number allowed], as models/cpython/sampling.py GreedyKernel.pick (first maximum).
 // With prefer (id groups in order), the token is the best allowed one of the first group that
-// has one, else (with avoid, a Set) the best allowed one not in avoid; probability and count
-// stay over everything the grammar allows.
-export function pick(logits, vocabSize, bitmask, prefer = null, avoid = null) {
+// has one, else (with avoid, a Set) the best allowed one not in avoid; with only (a Set of ids,
+// pyapp/generation/spans.py) all of that among those ids, unless the grammar allows none of
+// them. Probability and count stay over everything the grammar allows.
+export function pick(logits, vocabSize, bitmask, prefer = null, avoid = null, only = null) {
   const V = vocabSize;
+  let restrict = false;
+  if (only) for (const i of only) if (i < V && (!bitmask || isAllowed(bitmask, i))) { restrict = true; break; }
   let best = -1, bestValue = -Infinity, allowed = 0, fresh = -1, freshValue = -Infinity;
   for (let i = 0; i < V; i++) {
     if (bitmask && !isAllowed(bitmask, i)) continue;
     allowed++;
+    if (restrict && !only.has(i)) continue;
     if (best < 0 || logits[i] > bestValue) { best = i; bestValue = logits[i]; }
     if (avoid && !avoid.has(i) && (fresh < 0 || logits[i] > freshValue)) { fresh = i; freshValue = logits[i]; }
   }
@@ -23,7 +27,7 @@ export function pick(logits, vocabSize, bitmask, prefer = null, avoid = null) {
   for (const ids of prefer ?? []) {
     let chosen = -1, chosenValue = -Infinity;
     for (const i of ids) {
-      if (i >= V || !isAllowed(bitmask, i)) continue;
+      if (i >= V || !isAllowed(bitmask, i) || (restrict && !only.has(i))) continue;
       if (chosen < 0 || logits[i] > chosenValue) { chosen = i; chosenValue = logits[i]; }
     }
     if (chosen >= 0) { best = chosen; bestValue = chosenValue; preferred = true; break; }

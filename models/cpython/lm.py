@@ -230,7 +230,8 @@ class OnnxTextGenerator:
                             cancel=cancel, on_token=on_token,
                             closing=(closing_starts_at(max(0, budget)), *self._closing),
                             fixed=len(fixed), answer_start=answer_start,
-                            token_texts=self._texts)
+                            token_texts=self._texts,
+                            span_fields=prompt.span_fields, span_source=prompt.span_source)
         gen.timings["cached_prompt_tokens"] = float(len(prefix))
         return gen.finish(self.decode(gen.token_ids), len(ids), max_new_tokens, budget,
                           time.perf_counter() - started, decode=self.decode)

@@ -27,13 +27,15 @@ class GreedyKernel:
         return masks
 
     def pick(self, logits: Any, bitmask: Any | None, prefer: list[Any] | None = None,
-             avoid: list[int] | None = None) -> tuple[int, float, int]:
+             avoid: list[int] | None = None,
+             only: list[int] | None = None) -> tuple[int, float, int]:
         """(token, its probability renormalised over the allowed tokens, number allowed).
 
         With ``prefer`` (group bitmasks, in order; see ``generation.closing``) the token is the
         best allowed one of the first group that has any allowed token, else (with ``avoid``)
-        the best allowed token not in ``avoid``; the probability and count are still over
-        everything the grammar allowed.
+        the best allowed token not in ``avoid``; with ``only`` (token ids, ``generation.spans``)
+        all of that among those ids, unless the grammar allows none of them. The probability
+        and count are still over everything the grammar allowed.
         """
         np = self._np
         logits = logits[: self.vocab_size]
@@ -43,19 +45,25 @@ class GreedyKernel:
             return token, float(1.0 / np.exp(shifted).sum()), self.vocab_size
         allowed = self._bits(bitmask)
         masked = np.where(allowed, logits, -np.inf)
+        candidates = masked
+        if only is not None:
+            keep = np.zeros(self.vocab_size, dtype=bool)
+            keep[[i for i in only if i < self.vocab_size]] = True
+            if (keep & allowed).any():
+                candidates = np.where(keep, masked, -np.inf)
         token = -1
         for group in prefer or ():
-            both = bitmask & group
+            both = self._bits(bitmask & group) & np.isfinite(candidates)
             if both.any():
-                token = int(np.where(self._bits(both), logits, -np.inf).argmax())
+                token = int(np.where(both, logits, -np.inf).argmax())
                 break
         if token < 0 and avoid:
-            fresh = masked.copy()
+            fresh = candidates.copy()
             fresh[[i for i in avoid if i < self.vocab_size]] = -np.inf
             if np.isfinite(fresh.max()):
                 token = int(fresh.argmax())
         if token < 0:
-            token = int(masked.argmax())
+            token = int(candidates.argmax())
         n = int(allowed.sum())
         if n == 1:
             return token, 1.0, 1

@@ -65,10 +65,12 @@ class JsKernel:
         return list(range(len(groups)))
 
     def pick(self, logits: Any, bitmask: Any, prefer: list[int] | None = None,
-             avoid: list[int] | None = None) -> tuple[int, float, int]:
+             avoid: list[int] | None = None,
+             only: list[int] | None = None) -> tuple[int, float, int]:
         token, prob, allowed = edge_triage_lm.pick(
             json.dumps(prefer) if prefer is not None else None,
-            json.dumps(avoid) if avoid else None).to_py()
+            json.dumps(avoid) if avoid else None,
+            json.dumps(only) if only is not None else None).to_py()
         return int(token), float(prob), int(allowed)
 
     def forced(self, bitmask: Any) -> int | None:

@@ -137,7 +137,8 @@ class BrowserTextGenerator:
                 closing=(closing_starts_at(max(0, budget)), *self._closing),
                 fixed=len(prefix),
                 answer_start=answer_start,
-                token_texts=self._texts)
+                token_texts=self._texts,
+                span_fields=prompt.span_fields, span_source=prompt.span_source)
         finally:
             edge_triage_lm.release()
         gen.timings["cached_prompt_tokens"] = float(len(prefix))

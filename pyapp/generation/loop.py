@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 from .closing import AVOID_WINDOW, IN_STRING_GROUPS, repeats, string_state
 from .phrases import PhraseGuard, trigrams, words_of
+from .spans import next_field, opened_field, span_index
 
 StopReason = Literal["eos", "grammar", "max_new_tokens", "context", "cancelled"]
 #: Stops after which the output is complete; any other stop means it was cut short.
@@ -81,7 +82,8 @@ class Cursor(Protocol):
 
 class Kernel(Protocol):
     def pick(self, logits: Any, bitmask: Any | None, prefer: list[Any] | None = None,
-             avoid: list[int] | None = None) -> tuple[int, float, int]: ...
+             avoid: list[int] | None = None,
+             only: list[int] | None = None) -> tuple[int, float, int]: ...
     def forced(self, bitmask: Any) -> int | None: ...
 
 
@@ -169,7 +171,9 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
                               on_token: Callable[[int], None] | None = None,
                               closing: tuple[int, list[Any], dict[int, str]] | None = None,
                               fixed: int = 0, answer_start: list[int] | tuple[int, ...] = (),
-                              token_texts: dict[int, str] | None = None) -> Generation:
+                              token_texts: dict[int, str] | None = None,
+                              span_fields: tuple[str, ...] = (),
+                              span_source: str = "") -> Generation:
     """Greedy decoding of up to ``max_new_tokens`` tokens after ``prompt_ids``: the one decode
     loop of both runtimes. Under CPython the model, cursor and kernel are numpy/onnxruntime
     objects (``models.cpython``); in the browser they are small JS pieces that keep the logits,
@@ -199,6 +203,10 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
 
     ``token_texts`` (``phrases.token_texts`` of the vocabulary): inside strings, outside closing
     mode, no phrase of ``phrases.WORDS`` words is written twice unless the input has it.
+
+    ``span_fields`` (``Prompt.span_fields``, with ``token_texts``): inside the string value of
+    such a key the token is picked among those that keep the value a run of ``span_source``
+    (``generation.spans``); the grammar's mask applies on top.
     """
     clock = time.perf_counter
     t0 = clock()
@@ -221,6 +229,9 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
     if token_texts and quotes:
         given = "".join(token_texts.get(t, "") for t in prompt_ids[fixed:])
         phrases = PhraseGuard(token_texts, trigrams(words_of(given)))
+    spans = span_index(token_texts) if span_fields and token_texts and quotes else None
+    span_written: str | None = None  # the span field's value so far, while in it
+    out_text = ""  # the output's text, kept only for span fields
     n_start = len(answer_start)
     while len(out) - n_start < max_new_tokens:
         if cancel is not None and cancel():
@@ -256,12 +267,17 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
                 if echo and len(written) >= NO_REPEAT - 1:
                     avoid += echo.get(tuple(written[len(written) - NO_REPEAT + 1:]), ())
                 avoid = avoid or None
-            token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
+            span_only = None
+            if spans is not None and span_written is not None:
+                span_only = spans.allowed(span_written, span_source)
+            elif spans is not None and not text_state[0] and next_field(out_text) in span_fields:
+                avoid = [*(avoid or ()), *spans.bad_openers(span_source)]
+            token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid, span_only)
             tries = 0
             while (phrases is not None and text_state[0] and not closed and allowed > 1
                    and tries < PHRASE_TRIES and phrases.blocks(token)):
                 avoid = [*(avoid or ()), token]
-                token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid)
+                token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid, span_only)
                 tries += 1
         if cursor is not None:
             if not cursor.accept(token):
@@ -277,16 +293,23 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
             reason = "eos"
             break
         out.append(token)
+        if spans is not None:
+            out_text += token_texts.get(token, "")
         if token in quotes:
             text_state = string_state(text_state, quotes[token])
+            span_written = None
             if text_state[0]:  # a string opened (or an escaped quote: the window restarts)
                 string_start = len(out) - 1
                 if phrases is not None:
                     phrases.start(quotes[token].rsplit('"', 1)[-1])
+                if spans is not None and opened_field(out_text) in span_fields:
+                    span_written = quotes[token].rsplit('"', 1)[-1]
         else:
             text_state = (text_state[0], False)
             if phrases is not None and text_state[0]:
                 phrases.feed(token)
+            if span_written is not None:
+                span_written += token_texts.get(token, "")
         if on_token is not None:
             on_token(token)
         if cursor is not None and cursor.is_finished():

@@ -29,6 +29,10 @@ class Prompt:
     #: It must fit the grammar; it is run through the model with the first token that needs
     #: logits, and it is part of the output.
     answer_start: str = ""
+    #: String fields whose value must be a run of ``span_source`` (the input as the model saw
+    #: it): decoded by ``generation.spans``.
+    span_fields: tuple[str, ...] = ()
+    span_source: str = ""
 
     def __post_init__(self) -> None:
         if not self.user.startswith(self.fixed_user):

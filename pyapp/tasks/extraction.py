@@ -85,6 +85,9 @@ class ExtractionTask(Task):
     #: Record fields the model should copy from the input as written (a component name): whether
     #: it did is one of the calibration's features.
     copy_fields: tuple[str, ...] = ()
+    #: Record fields decoded as a run of the input's own characters (``generation.spans``):
+    #: the value is always a part of the line, never a word of the model's.
+    span_fields: tuple[str, ...] = ()
     #: The build fits this task's confidence calibration on its training lines (``training``).
     calibrate_at_build: bool = False
 
@@ -136,13 +139,15 @@ class ExtractionTask(Task):
 
     def sources(self) -> dict[str, str]:
         """Which part fills each record field (here: all from the language model)."""
-        return {f: "language model" for f in self.record_model.model_fields}
+        return {f: SPAN_SOURCE if f in self.span_fields else "language model"
+                for f in self.record_model.model_fields}
 
     def prompt(self, text: str) -> Prompt:
         # The input is fenced and named as data, so instructions inside it read as content;
         # whatever the model makes of it, the grammar only lets it write the record.
         fixed = f"{self.instructions}\n\nText:\n\"\"\"\n"
-        return Prompt(user=f"{fixed}{text}\n\"\"\"\n\nJSON:", system=self.system, fixed_user=fixed)
+        return Prompt(user=f"{fixed}{text}\n\"\"\"\n\nJSON:", system=self.system, fixed_user=fixed,
+                      span_fields=self.span_fields, span_source=text)
 
     def guard(self, text: str) -> Guarded:
         """``text`` with its instruction-like parts masked (``pyapp.guard``)."""
@@ -236,6 +241,10 @@ class ExtractionTask(Task):
             extra["escalate"] = [f"closed early after {len(gen.token_ids)} tokens (a loop or "
                                  "the token limit)"]
         return Prediction(output, confidence if valid else 0.0, notices, truncated, valid, extra)
+
+
+#: ``sources`` of a span field (``span_fields``).
+SPAN_SOURCE = "language model (a run of the line)"
 
 
 def field_at(prefix: str) -> str | None:

@@ -33,7 +33,8 @@ function expectValidRecord(result: any) {
   // (pyapp/message.py), and the result says so.
   expect(result.output.sources.category).toBe("telemetry-category (encoder head)");
   expect(result.output.sources.summary).toBe("the line's message (its header removed)");
-  expect(result.output.sources.component).toBe("language model");
+  // The component is a run of the line, never a word of the model's (pyapp/generation/spans.py).
+  expect(result.output.sources.component).toBe("language model (a run of the line)");
   expect(Object.keys(result.output.field_confidence).sort()).toEqual(["category", "component_kind", "severity"]);
   expect(CATEGORIES).toContain(record.category);
   expect(SEVERITIES).toContain(record.severity);
@@ -56,11 +57,12 @@ test("extraction in the page: schema-valid record, streamed tokens, no off-origi
   const partials: number[] = [];
   await app.exposeFunction("recordPartial", (tokens: number) => partials.push(tokens));
   const started = Date.now();
-  const result = await app.evaluate(async (task) => (window as any).edgeTriage.run(task,
-    "Error: Fan speed threshold exceeded on Node 4B.",
-    { onPartial: ({ tokens }: any) => (window as any).recordPartial(tokens) }), TASK);
+  const line = "Error: Fan speed threshold exceeded on Node 4B.";
+  const result = await app.evaluate(async ([task, line]) => (window as any).edgeTriage.run(task,
+    line, { onPartial: ({ tokens }: any) => (window as any).recordPartial(tokens) }), [TASK, line]);
   console.log(`first extraction (LM download + load + run): ${Date.now() - started} ms`, JSON.stringify(result.output));
   expectValidRecord(result);
+  expect(line).toContain(result.output.record.component);
   expect(result.backend).toBe("wasm");
   expect(partials.length).toBeGreaterThan(5);
   expect(partials[partials.length - 1]).toBeGreaterThan(partials[0]);

@@ -114,6 +114,8 @@ def test_telemetry_extract_summary_is_the_lines_message(telemetry_heads):
         record = result["output"]["record"]
         assert result["valid"] and record["summary"] == line_message(line)
         assert result["output"]["sources"]["summary"] == "the line's message (its header removed)"
-        assert result["output"]["sources"]["component"] == "language model"
+        # The component is a run of the line, never a word of the model's (generation.spans).
+        assert result["output"]["sources"]["component"] == "language model (a run of the line)"
+        assert record["component"] in line
         assert result["output"]["stop_reason"] == "grammar"
     assert 150 <= len(record["summary"]) <= 160 and record["summary"].endswith("…")

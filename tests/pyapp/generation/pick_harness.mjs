@@ -1,5 +1,5 @@
 // web/pick.js under node for tests/pyapp/generation/test_pick_js.py.
-// stdin: {vocab, picks: [{logits, allowed, prefer, avoid}]}; stdout: [[token, prob, allowed, forced], ...].
+// stdin: {vocab, picks: [{logits, allowed, prefer, avoid, only}]}; stdout: [[token, prob, allowed, forced], ...].
 import { readFileSync } from "node:fs";
 import { forced, pick } from "../../../web/pick.js";
 
@@ -11,7 +11,8 @@ function bitmaskOf(ids) {
   return words;
 }
 
-process.stdout.write(JSON.stringify(picks.map(({ logits, allowed, prefer, avoid }) => [
+process.stdout.write(JSON.stringify(picks.map(({ logits, allowed, prefer, avoid, only }) => [
   ...pick(Float32Array.from(logits), V, allowed ? bitmaskOf(allowed) : null,
-          prefer ? prefer.map((ids) => Int32Array.from(ids)) : null, avoid ? new Set(avoid) : null),
+          prefer ? prefer.map((ids) => Int32Array.from(ids)) : null, avoid ? new Set(avoid) : null,
+          only ? new Set(only) : null),
   forced(allowed ? bitmaskOf(allowed) : null, V)])));

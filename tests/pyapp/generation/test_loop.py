@@ -232,3 +232,37 @@ def test_a_phrase_of_the_string_is_not_written_twice_by_words():
                         max_new_tokens=10, eos_ids=frozenset({0}), closing=(100, [], {1: '"'}),
                         token_texts=texts, fixed=1)
     assert "".join(texts[t] for t in gen.token_ids) == '"The fan stopped the fan stoppedThe'
+
+
+def test_a_span_field_is_decoded_as_a_run_of_the_source():
+    # The model favours '{"c": "node"}' ("node" is not in the line): with "c" a span field the
+    # value is the best-scored run of the line instead ("Fan": every other token ties at 0, and
+    # the first in id order wins), then the favoured closing token. Other fields are free.
+    texts = {1: '{"c": "', 2: "node", 3: "Fan", 4: " 2", 5: '"}', 6: " stalled", 7: " now",
+             8: '{"d": "'}
+    quotes = {t: s for t, s in texts.items() if '"' in s}
+
+    def decode(script, **kw):
+        gen = decode_greedy(PositionModel(script), [9, 9, 9], kernel=GreedyKernel(VOCAB),
+                            cursor=AnyCursor(set(range(VOCAB)), 8), max_new_tokens=8,
+                            eos_ids=frozenset({0}), closing=(100, [], quotes),
+                            token_texts=texts, **kw)
+        return "".join(texts[t] for t in gen.token_ids)
+
+    span = {"span_fields": ("c",), "span_source": "Fan 2 stalled"}
+    assert decode([1, 2, 5, 0]) == '{"c": "node"}'
+    assert decode([1, 2, 5, 0], **span) == '{"c": "Fan"}'
+    # Inside the run the model's favourite continuation is kept when the line has it.
+    assert decode([1, 3, 4, 6, 5, 0], **span) == '{"c": "Fan 2 stalled"}'
+    assert decode([8, 2, 5, 0], **span) == '{"d": "node"}'
+
+
+def test_a_span_field_does_not_open_with_text_the_source_lacks():
+    # '"node' opens the value with text of its own: avoided for the runner-up at the opening.
+    texts = {1: '{"c": ', 2: '"node', 3: "Fan", 5: '"}', 7: '"'}
+    quotes = {t: s for t, s in texts.items() if '"' in s}
+    gen = decode_greedy(PositionModel([1, 2, 3, 5, 0]), [9, 9, 9], kernel=GreedyKernel(VOCAB),
+                        cursor=AnyCursor(set(range(VOCAB)), 8), max_new_tokens=8,
+                        eos_ids=frozenset({0}), closing=(100, [], quotes), token_texts=texts,
+                        span_fields=("c",), span_source="Fan 2 stalled")
+    assert "".join(texts[t] for t in gen.token_ids) == '{"c": "Fan"}'

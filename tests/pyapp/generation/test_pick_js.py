@@ -1,6 +1,7 @@
 """web/pick.js, the browser's pick kernel (the loop in pyapp/generation/loop.py drives it through
 pyapp/backends/browser_decode.py), against models/cpython/sampling.py GreedyKernel: the same token,
-allowed count, probability and forced token on random logits, grammars, closing preferences and avoided tokens.
+allowed count, probability and forced token on random logits, grammars, closing preferences, avoided
+tokens and span restrictions (``only``, pyapp/generation/spans.py).
 Runs node once."""
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ def pick_cases() -> list[dict]:
         allowed = None if i % 10 == 0 else sorted(rng.sample(range(VOCAB), rng.randint(1, 12)))
         prefer = [sorted(rng.sample(range(VOCAB), 3)) for _ in range(2)] if i % 3 and allowed else None
         avoid = rng.sample(range(VOCAB), 4) if i % 4 == 1 and allowed else None
-        cases.append(dict(logits=logits, allowed=allowed, prefer=prefer, avoid=avoid))
+        only = None
+        if allowed and i % 5 == 2:
+            only = sorted(rng.sample(range(VOCAB), 5))
+        elif allowed and i % 5 == 4:  # none of them allowed: the restriction is dropped
+            only = [t for t in range(VOCAB) if t not in allowed][:3]
+        cases.append(dict(logits=logits, allowed=allowed, prefer=prefer, avoid=avoid, only=only))
     for token in (0, 31, 32, VOCAB - 1):  # one allowed token, at the ends of a bitmask word
-        cases.append(dict(logits=cases[token]["logits"], allowed=[token], prefer=None, avoid=None))
+        cases.append(dict(logits=cases[token]["logits"], allowed=[token], prefer=None, avoid=None,
+                          only=None))
     return cases
 
 
@@ -45,11 +52,12 @@ def test_js_pick_kernel_matches_python():
     kernel = GreedyKernel(VOCAB)
     preferred = 0
     single = 0
+    restricted = 0
     for case, (token, prob, allowed, forced) in zip(cases, json.loads(done.stdout), strict=True):
         bitmask = kernel.group_masks([case["allowed"]])[0] if case["allowed"] is not None else None
         prefer = kernel.group_masks(case["prefer"]) if case["prefer"] else None
         want = kernel.pick(np.array(case["logits"], dtype=np.float32), bitmask, prefer,
-                           case["avoid"])
+                           case["avoid"], case["only"])
         assert (token, allowed) == (want[0], want[2]), case
         assert prob == pytest.approx(want[1], rel=1e-5), case
         # The one allowed token (which the loop takes without logits), or none.
@@ -60,5 +68,11 @@ def test_js_pick_kernel_matches_python():
             assert want_forced == token and allowed == 1
         unpreferred = kernel.pick(np.array(case["logits"], dtype=np.float32), bitmask)[0]
         preferred += token != unpreferred
+        if case["only"] is not None:
+            fits = [t for t in case["only"] if t in case["allowed"]]
+            assert token in fits if fits else True, case
+            restricted += token != kernel.pick(np.array(case["logits"], dtype=np.float32),
+                                               bitmask, prefer, case["avoid"])[0]
     assert preferred > 5  # the cases exercise the closing preference, not only the argmax
     assert single >= 6  # and grammars that allow one token
+    assert restricted > 3  # and restrictions that change the token

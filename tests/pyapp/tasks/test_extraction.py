@@ -148,6 +148,7 @@ def test_records_prefill_only_their_own_text_after_the_cached_task_prefix(engine
         full = decode_greedy(generator.lm, ids, kernel=generator._kernel, cursor=task._grammar.cursor(),
                              max_new_tokens=96, eos_ids=generator.eos_ids,
                              closing=(closing_starts_at(96), *generator._closing),
-                             fixed=len(prefix), token_texts=generator._texts)  # the same rules
+                             fixed=len(prefix), token_texts=generator._texts,  # the same rules
+                             span_fields=prompt.span_fields, span_source=prompt.span_source)
         assert gen.token_ids == full.token_ids, text
     assert len(generator.lm._prefixes) == 1  # one task: one prefix, prefilled once

@@ -1,0 +1,136 @@
+"""String values copied from the input: a field a task names (``Prompt.span_fields``) is decoded
+as a run of the input's own characters.
+
+A 135M model asked for "the affected part as the line names it" often writes a word of its own
+(a category or kind word such as ``node``, or instruction text) instead: schema-valid and wrong.
+So while the loop is inside such a field's string, the kernel picks only among tokens that keep
+the value a substring of the source text (and, once it is not empty and does not end in
+whitespace, tokens that close the string); the grammar's mask still applies on top. Which span
+is the model's choice. Both runtimes run this same code over the same token texts, so they allow
+the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+
+_QUOTE = '"'
+# A value stops before these: in a log line ": " ends the header (its component) and the message
+# follows, and " [" opens a bracketed request or thread id after a component's name.
+_BREAKS = (": ", " [")
+# The output so far has just opened the string value of key (group 1): `"key": "…`.
+_VALUE_OPEN = re.compile(r'"([^"\\]+)"\s*:\s*"[^"\\]*$')
+# The output so far is at the value of key (group 1): `"key": `.
+_VALUE_NEXT = re.compile(r'"([^"\\]+)"\s*:\s*$')
+
+
+class SpanIndex:
+    """The vocabulary by the first characters of each token's text (the part before a quote),
+    so the tokens that continue a value at a given place in the source are found without a
+    pass over the whole vocabulary.
+
+    >>> index = SpanIndex({1: "Node", 2: " 4", 3: "B", 4: '",', 5: "node", 6: "B.", 7: '"'})
+    >>> index.allowed("", "Fan on Node 4B.")
+    [1, 3, 6]
+    >>> index.allowed("Node", "Fan on Node 4B."), index.allowed("Node 4B", "Fan on Node 4B.")
+    ([2, 4, 7], [4, 7])
+    """
+
+    def __init__(self, token_texts: dict[int, str]):
+        # head (text before any quote) of length 1 → tokens, of length ≥ 2 → by its first two
+        # characters; tokens that start with a quote close the value.
+        self._one: dict[str, list[int]] = {}
+        self._two: dict[str, list[tuple[str, int]]] = {}
+        self._closers: list[int] = []
+        # Tokens that open a string with text after the quote: (token, that text up to any
+        # closing quote).
+        self._openers: list[tuple[int, str]] = []
+        for token, text in token_texts.items():
+            if text.lstrip().startswith(_QUOTE) and (tail := text.lstrip()[1:].split(_QUOTE, 1)[0]):
+                self._openers.append((token, tail))
+            head = text.split(_QUOTE, 1)[0]
+            if _QUOTE in text and head[-1:].isspace():
+                continue  # it would close a value that ends in whitespace
+            if not head:
+                if text:
+                    self._closers.append(token)
+            elif len(head) == 1:
+                self._one.setdefault(head, []).append(token)
+            else:
+                self._two.setdefault(head[:2], []).append((head, token))
+
+    def allowed(self, written: str, source: str) -> list[int]:
+        """Token ids whose text keeps ``written`` + the text (up to a quote) a run of
+        ``source``; a value starts with no whitespace and closes only when it is not empty
+        and does not end in whitespace. Sorted, for the same order in both runtimes."""
+        if written:
+            ends = {i + len(written) for i in _occurrences(source, written)}
+        else:
+            ends = {i for i in range(len(source)) if not source[i].isspace()}
+        out: set[int] = set()
+        tail = written[-1:]
+        for p in ends:
+            candidates = [(source[p], t) for t in self._one.get(source[p:p + 1], ())]
+            candidates += [(head, token) for head, token in self._two.get(source[p:p + 2], ())
+                           if source.startswith(head, p)]
+            # The value never holds a break, nor ends where the next character starts one.
+            out.update(token for head, token in candidates
+                       if not _breaks(tail + head + source[p + len(head):p + len(head) + 1]))
+        if written and not written[-1].isspace():
+            out.update(self._closers)
+        return sorted(out)
+
+    def bad_openers(self, source: str) -> list[int]:
+        """Tokens that would open the value with text that is not a start of a run of
+        ``source``: the loop avoids them at the value's opening quote (the value's first
+        characters come with it when the quote and text are one token).
+
+        >>> SpanIndex({1: '"', 2: ' "Node', 3: '"node', 4: '" Node'}).bad_openers("Fan on Node 4B.")
+        [3, 4]
+        """
+        return sorted(token for token, tail in self._openers
+                      if tail[0].isspace() or tail not in source)
+
+
+def _breaks(text: str) -> bool:
+    return any(b in text for b in _BREAKS)
+
+
+def _occurrences(source: str, part: str) -> list[int]:
+    found, at = [], source.find(part)
+    while at >= 0:
+        found.append(at)
+        at = source.find(part, at + 1)
+    return found
+
+
+def opened_field(text: str) -> str | None:
+    """The key whose string value the last token of ``text`` (the output so far) opened.
+
+    >>> opened_field('{"a": "x", "component": "'), opened_field('{"a": "x", "component": "No')
+    ('component', 'component')
+    >>> opened_field('{"a": "x", "component"')
+    """
+    match = _VALUE_OPEN.search(text)
+    return match.group(1) if match else None
+
+
+def next_field(text: str) -> str | None:
+    """The key whose value comes next after ``text`` (the output so far), else None.
+
+    >>> next_field('{"a": "x", "component": '), next_field('{"a": "x", ')
+    ('component', None)
+    """
+    match = _VALUE_NEXT.search(text)
+    return match.group(1) if match else None
+
+
+_CACHE: dict[int, tuple[dict[int, str], SpanIndex]] = {}
+
+
+def span_index(token_texts: dict[int, str]) -> SpanIndex:
+    """One index per vocabulary (the dict is kept with it, so its id is not reused)."""
+    entry = _CACHE.get(id(token_texts))
+    if entry is None or entry[0] is not token_texts:
+        entry = _CACHE[id(token_texts)] = (token_texts, SpanIndex(token_texts))
+    return entry[1]
