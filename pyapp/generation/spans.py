@@ -18,6 +18,10 @@ _QUOTE = '"'
 # A value stops before these: in a log line ": " ends the header (its component) and the message
 # follows, and " [" opens a bracketed request or thread id after a component's name.
 _BREAKS = (": ", " [")
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 # The output so far has just opened the string value of key (group 1): `"key": "…`.
 _VALUE_OPEN = re.compile(r'"([^"\\]+)"\s*:\s*"[^"\\]*$')
 # The output so far is at the value of key (group 1): `"key": `.
@@ -29,11 +33,13 @@ class SpanIndex:
     so the tokens that continue a value at a given place in the source are found without a
     pass over the whole vocabulary.
 
-    >>> index = SpanIndex({1: "Node", 2: " 4", 3: "B", 4: '",', 5: "node", 6: "B.", 7: '"'})
-    >>> index.allowed("", "Fan on Node 4B.")
-    [1, 3, 6]
-    >>> index.allowed("Node", "Fan on Node 4B."), index.allowed("Node 4B", "Fan on Node 4B.")
-    ([2, 4, 7], [4, 7])
+    >>> index = SpanIndex({1: "Node", 2: " 4", 3: "B", 4: '",', 5: "node", 6: "B.", 7: '"', 8: "Fa"})
+    >>> index.allowed("", "Fan on Node 4B.")  # "B" would start inside a word
+    [1, 8]
+    >>> index.allowed("Node", "Fan on Node 4B."), index.allowed("Node 4", "Fan on Node 4B.")
+    ([2, 4, 7], [3, 6])
+    >>> index.allowed("Node 4B", "Fan on Node 4B."), index.allowed("Fa", "Fan on Node 4B.")
+    ([4, 7], [])
     """
 
     def __init__(self, token_texts: dict[int, str]):
@@ -63,10 +69,14 @@ class SpanIndex:
         """Token ids whose text keeps ``written`` + the text (up to a quote) a run of
         ``source``; a value starts with no whitespace and closes only when it is not empty
         and does not end in whitespace. Sorted, for the same order in both runtimes."""
+        # A name is whole words of the line: it starts and ends at a word's edge (not
+        # ``thread`` out of ``data_thread()``).
         if written:
-            ends = {i + len(written) for i in _occurrences(source, written)}
+            ends = {i + len(written) for i in _occurrences(source, written)
+                    if i == 0 or not (_word(source[i - 1]) and _word(written[0]))}
         else:
-            ends = {i for i in range(len(source)) if not source[i].isspace()}
+            ends = {i for i in range(len(source)) if not source[i].isspace()
+                    and (i == 0 or not (_word(source[i - 1]) and _word(source[i])))}
         out: set[int] = set()
         tail = written[-1:]
         for p in ends:
@@ -76,7 +86,8 @@ class SpanIndex:
             # The value never holds a break, nor ends where the next character starts one.
             out.update(token for head, token in candidates
                        if not _breaks(tail + head + source[p + len(head):p + len(head) + 1]))
-        if written and not written[-1].isspace():
+        if written and not written[-1].isspace() and any(
+                p == len(source) or not (_word(written[-1]) and _word(source[p])) for p in ends):
             out.update(self._closers)
         return sorted(out)
 
