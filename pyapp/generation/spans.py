@@ -33,7 +33,8 @@ class SpanIndex:
     so the tokens that continue a value at a given place in the source are found without a
     pass over the whole vocabulary.
 
-    >>> index = SpanIndex({1: "Node", 2: " 4", 3: "B", 4: '",', 5: "node", 6: "B.", 7: '"', 8: "Fa"})
+    >>> index = SpanIndex({1: "Node", 2: " 4", 3: "B", 4: '",', 5: "node", 6: "B.", 7: '"', 8: "Fa",
+    ...                    9: 'Fa"'})
     >>> index.allowed("", "Fan on Node 4B.")  # "B" would start inside a word
     [1, 8]
     >>> index.allowed("Node", "Fan on Node 4B."), index.allowed("Node 4", "Fan on Node 4B.")
@@ -45,8 +46,9 @@ class SpanIndex:
     def __init__(self, token_texts: dict[int, str]):
         # head (text before any quote) of length 1 → tokens, of length ≥ 2 → by its first two
         # characters; tokens that start with a quote close the value.
-        self._one: dict[str, list[int]] = {}
-        self._two: dict[str, list[tuple[str, int]]] = {}
+        # (head, token, whether the token closes the value after its head)
+        self._one: dict[str, list[tuple[str, int, bool]]] = {}
+        self._two: dict[str, list[tuple[str, int, bool]]] = {}
         self._closers: list[int] = []
         # Tokens that open a string with text after the quote: (token, that text up to any
         # closing quote).
@@ -61,9 +63,9 @@ class SpanIndex:
                 if text:
                     self._closers.append(token)
             elif len(head) == 1:
-                self._one.setdefault(head, []).append(token)
+                self._one.setdefault(head, []).append((head, token, _QUOTE in text))
             else:
-                self._two.setdefault(head[:2], []).append((head, token))
+                self._two.setdefault(head[:2], []).append((head, token, _QUOTE in text))
 
     def allowed(self, written: str, source: str) -> list[int]:
         """Token ids whose text keeps ``written`` + the text (up to a quote) a run of
@@ -80,14 +82,15 @@ class SpanIndex:
         out: set[int] = set()
         tail = written[-1:]
         for p in ends:
-            candidates = [(source[p], t) for t in self._one.get(source[p:p + 1], ())]
-            candidates += [(head, token) for head, token in self._two.get(source[p:p + 2], ())
-                           if source.startswith(head, p)]
-            # The value never holds a break, nor ends where the next character starts one.
-            out.update(token for head, token in candidates
-                       if not _breaks(tail + head + source[p + len(head):p + len(head) + 1]))
-        if written and not written[-1].isspace() and any(
-                p == len(source) or not (_word(written[-1]) and _word(source[p])) for p in ends):
+            candidates = list(self._one.get(source[p:p + 1], ()))
+            candidates += [c for c in self._two.get(source[p:p + 2], ())
+                           if source.startswith(c[0], p)]
+            # The value never holds a break, nor ends where the next character starts one; a
+            # token that closes the value after its text closes it at a word's edge.
+            out.update(token for head, token, closes in candidates
+                       if not _breaks(tail + head + source[p + len(head):p + len(head) + 1])
+                       and not (closes and not _edge(source, p + len(head))))
+        if written and not written[-1].isspace() and any(_edge(source, p) for p in ends):
             out.update(self._closers)
         return sorted(out)
 
@@ -96,11 +99,19 @@ class SpanIndex:
         ``source``: the loop avoids them at the value's opening quote (the value's first
         characters come with it when the quote and text are one token).
 
-        >>> SpanIndex({1: '"', 2: ' "Node', 3: '"node', 4: '" Node'}).bad_openers("Fan on Node 4B.")
-        [3, 4]
+        >>> SpanIndex({1: '"', 2: ' "Node', 3: '"node', 4: '" Node', 5: '"ode'}).bad_openers(
+        ...     "Fan on Node 4B.")
+        [3, 4, 5]
         """
         return sorted(token for token, tail in self._openers
-                      if tail[0].isspace() or tail not in source)
+                      if tail[0].isspace() or _breaks(tail) or not any(
+                          i == 0 or not (_word(source[i - 1]) and _word(tail[0]))
+                          for i in _occurrences(source, tail)))
+
+
+def _edge(source: str, p: int) -> bool:
+    """Whether a value that ends just before ``source[p]`` ends at a word's edge."""
+    return p == len(source) or p == 0 or not (_word(source[p - 1]) and _word(source[p]))
 
 
 def _breaks(text: str) -> bool:
