@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 from .closing import AVOID_WINDOW, IN_STRING_GROUPS, repeats, string_state
 from .phrases import PhraseGuard, trigrams, words_of
-from .spans import next_field, opened_field, span_index
+from .spans import field_at, span_index
 
 StopReason = Literal["eos", "grammar", "max_new_tokens", "context", "cancelled"]
 #: Stops after which the output is complete; any other stop means it was cut short.
@@ -270,7 +270,7 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
             span_only = None
             if spans is not None and span_written is not None:
                 span_only = spans.allowed(span_written, span_source)
-            elif spans is not None and not text_state[0] and next_field(out_text) in span_fields:
+            elif spans is not None and not text_state[0] and field_at(out_text) in span_fields:
                 avoid = [*(avoid or ()), *spans.bad_openers(span_source)]
             token, prob, allowed = kernel.pick(state.logits, bitmask, prefer, avoid, span_only)
             tries = 0
@@ -302,7 +302,9 @@ async def decode_greedy_async(model: StepModel, prompt_ids: list[int], *, kernel
                 string_start = len(out) - 1
                 if phrases is not None:
                     phrases.start(quotes[token].rsplit('"', 1)[-1])
-                if spans is not None and opened_field(out_text) in span_fields:
+                # A span field's value is taken to have no escaped quote: a length-limited string
+                # (telemetry's component) has none in the grammar (``[^"\\\r\n]{0,48}``).
+                if spans is not None and field_at(out_text) in span_fields:
                     span_written = quotes[token].rsplit('"', 1)[-1]
         else:
             text_state = (text_state[0], False)

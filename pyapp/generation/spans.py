@@ -12,20 +12,11 @@ the same tokens.
 
 from __future__ import annotations
 
-import re
-
 _QUOTE = '"'
 # A value stops before these: in a log line ": " ends the header (its component) and the message
 # follows, and " [" opens a bracketed request or thread id after a component's name.
 _BREAKS = (": ", " [")
 
-
-def _word(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-# The output so far has just opened the string value of key (group 1): `"key": "…`.
-_VALUE_OPEN = re.compile(r'"([^"\\]+)"\s*:\s*"[^"\\]*$')
-# The output so far is at the value of key (group 1): `"key": `.
-_VALUE_NEXT = re.compile(r'"([^"\\]+)"\s*:\s*$')
 
 
 class SpanIndex:
@@ -74,11 +65,9 @@ class SpanIndex:
         # A name is whole words of the line: it starts and ends at a word's edge (not
         # ``thread`` out of ``data_thread()``).
         if written:
-            ends = {i + len(written) for i in _occurrences(source, written)
-                    if i == 0 or not (_word(source[i - 1]) and _word(written[0]))}
+            ends = {i + len(written) for i in _occurrences(source, written) if _edge(source, i)}
         else:
-            ends = {i for i in range(len(source)) if not source[i].isspace()
-                    and (i == 0 or not (_word(source[i - 1]) and _word(source[i])))}
+            ends = {i for i in range(len(source)) if not source[i].isspace() and _edge(source, i)}
         out: set[int] = set()
         tail = written[-1:]
         for p in ends:
@@ -104,14 +93,18 @@ class SpanIndex:
         [3, 4, 5]
         """
         return sorted(token for token, tail in self._openers
-                      if tail[0].isspace() or _breaks(tail) or not any(
-                          i == 0 or not (_word(source[i - 1]) and _word(tail[0]))
-                          for i in _occurrences(source, tail)))
+                      if tail[0].isspace() or _breaks(tail)
+                      or not any(_edge(source, i) for i in _occurrences(source, tail)))
 
 
 def _edge(source: str, p: int) -> bool:
-    """Whether a value that ends just before ``source[p]`` ends at a word's edge."""
+    """Whether place ``p`` of ``source`` (before ``source[p]``) is not inside a word: a value
+    may start or end there."""
     return p == len(source) or p == 0 or not (_word(source[p - 1]) and _word(source[p]))
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 
 
 def _breaks(text: str) -> bool:
@@ -126,25 +119,32 @@ def _occurrences(source: str, part: str) -> list[int]:
     return found
 
 
-def opened_field(text: str) -> str | None:
-    """The key whose string value the last token of ``text`` (the output so far) opened.
+def field_at(prefix: str) -> str | None:
+    """The key of a flat JSON object whose value ``prefix`` (the output so far) has reached, or
+    None between fields.
 
-    >>> opened_field('{"a": "x", "component": "'), opened_field('{"a": "x", "component": "No')
-    ('component', 'component')
-    >>> opened_field('{"a": "x", "component"')
+    >>> [field_at(p) for p in ['{', '{"a": ', '{"a": "x, y', '{"a": "x", ', '{"a": 1, "b": n']]
+    [None, 'a', 'a', None, 'b']
     """
-    match = _VALUE_OPEN.search(text)
-    return match.group(1) if match else None
-
-
-def next_field(text: str) -> str | None:
-    """The key whose value comes next after ``text`` (the output so far), else None.
-
-    >>> next_field('{"a": "x", "component": '), next_field('{"a": "x", ')
-    ('component', None)
-    """
-    match = _VALUE_NEXT.search(text)
-    return match.group(1) if match else None
+    key, current, in_string, escaped, after_colon = None, None, False, False, False
+    start = 0
+    for i, ch in enumerate(prefix):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                if not after_colon:
+                    current = prefix[start:i]
+        elif ch == '"':
+            in_string, start = True, i + 1
+        elif ch == ":":
+            key, after_colon = current, True
+        elif ch in ",{}":
+            key, after_colon = None, False
+    return key
 
 
 _CACHE: dict[int, tuple[dict[int, str], SpanIndex]] = {}

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from ..generation import Generation, Prompt, TextGenerator
+from ..generation.spans import field_at
 from ..grammar import enforceable
 from ..guard import Guarded, copied_spans, guard_input
 from .base import DEFAULT_THRESHOLD, Prediction, Task
@@ -245,34 +246,6 @@ class ExtractionTask(Task):
 
 #: ``sources`` of a span field (``span_fields``).
 SPAN_SOURCE = "language model (a run of the line)"
-
-
-def field_at(prefix: str) -> str | None:
-    """The key of a flat JSON object whose value ``prefix`` (the output so far) has reached, or
-    None between fields.
-
-    >>> [field_at(p) for p in ['{', '{"a": ', '{"a": "x, y', '{"a": "x", ', '{"a": 1, "b": n']]
-    [None, 'a', 'a', None, 'b']
-    """
-    key, current, in_string, escaped, after_colon = None, None, False, False, False
-    start = 0
-    for i, ch in enumerate(prefix):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-                if not after_colon:
-                    current = prefix[start:i]
-        elif ch == '"':
-            in_string, start = True, i + 1
-        elif ch == ":":
-            key, after_colon = current, True
-        elif ch in ",{}":
-            key, after_colon = None, False
-    return key
 
 
 def logistic(calibration: dict, features: dict[str, float]) -> float:
