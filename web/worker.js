@@ -257,9 +257,24 @@ async function ensureTaskEncoder(task) {
   }
 }
 
+// Python in two synchronous calls around the encoder's (BrowserApp.plan / finish: a coroutine
+// awaiting the encoder's promise would resume only in a later task of Pyodide's event loop).
+// The reply's timings then count the whole call, the encoder's included.
 async function runClassification(data) {
   await ensureTaskEncoder(data.task);
-  return app.run(data.task, data.text);
+  const started = performance.now();
+  const plan = JSON.parse(app.plan(data.task, data.text));
+  if (plan.reply) return plan.reply;
+  const { key, texts, counted } = plan.embed;
+  const embedStarted = performance.now();
+  const embedded = await encoders.embed(key, texts, counted);
+  const embedMs = performance.now() - embedStarted;
+  const reply = JSON.parse(app.finish(data.task, data.text, embedded));
+  if (reply.ok) {
+    reply.result.timings_ms.inference += embedMs;
+    reply.result.timings_ms.total = performance.now() - started;
+  }
+  return reply;
 }
 
 // After the first classification on Wasm, the base encoder moves into this worker and its own
@@ -323,7 +338,7 @@ onmessage = async ({ data }) => {
   if (data.type === "run") {
     try {
       const extraction = appConfig.lmTasks?.includes(data.task);
-      const reply = JSON.parse(await (extraction ? runExtraction(data) : runClassification(data)));
+      const reply = extraction ? JSON.parse(await runExtraction(data)) : await runClassification(data);
       postMessage({ type: "result", id: data.id, ...reply });
       if (!extraction) moveEncoderHome();
     } catch (err) {

@@ -9,6 +9,7 @@ task's own encoder in this worker beside the language model (web/encoders.js say
 from __future__ import annotations
 
 import json
+from collections.abc import Coroutine
 from typing import Any
 
 import edge_triage_encoders  # type: ignore[import-not-found]  # registered by web/worker.js
@@ -16,6 +17,14 @@ from pyodide.ffi import to_js  # type: ignore[import-not-found]
 
 from ..engine import Engine, EngineGroup, attach_heads, run_as_json
 from .base import EncoderBackend
+
+
+class EmbeddingNeeded(Exception):
+    """Raised by a planning call (``BrowserApp.plan``) where the task would call the encoder."""
+
+    def __init__(self, key: str, texts: list[str], counted: str | None):
+        super().__init__(key)
+        self.request = {"key": key, "texts": texts, "counted": counted}
 
 
 class TransformersJsEncoder(EncoderBackend):
@@ -30,6 +39,10 @@ class TransformersJsEncoder(EncoderBackend):
         self.max_tokens = int(encoder["max_tokens"])
         self.model_key = encoder["key"]
         self._key = ""  # web/encoders.js's name for the loaded pipeline
+        # BrowserApp.plan / finish: raise where the encoder would be called, or answer that
+        # call with the reply the worker already has.
+        self.planning = False
+        self.given: Any = None
 
     async def load(self) -> None:
         # web/encoders.js downloads, verifies and loads it (web/worker.js started the base
@@ -40,7 +53,12 @@ class TransformersJsEncoder(EncoderBackend):
         self._key = loaded.key
 
     async def _call(self, texts: list[str], counted: str | None) -> tuple[list[list[float]], Any]:
-        reply = await edge_triage_encoders.embed(self._key, to_js(texts), counted)
+        if self.planning:
+            raise EmbeddingNeeded(self._key, texts, counted)
+        if self.given is not None:
+            reply, self.given = self.given, None
+        else:
+            reply = await edge_triage_encoders.embed(self._key, to_js(texts), counted)
         dims = reply.dims.to_py()
         flat = reply.data.to_py().tolist()  # one copy of the batch's pooled vectors
         width = dims[1]
@@ -59,8 +77,19 @@ class TransformersJsEncoder(EncoderBackend):
         return int((await self._call([], text))[1])
 
 
+def _complete(coroutine: Coroutine[Any, Any, str]) -> str:
+    """Run a coroutine that never waits (every await answered at once) to its end, here."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the task waited on something other than its encoder call")
+
+
 class BrowserApp:
-    """What the worker calls: JSON in, JSON out, so no proxies cross the boundary.
+    """What the worker calls: JSON in, JSON out, so no proxies cross the boundary (but the
+    encoder's own reply, which ``finish`` reads as ``_call`` does).
 
     Tasks on an encoder of their own (``config["taskEncoders"]``, a pack's fine-tuned encoder)
     are not loaded at boot: the worker asks ``pending_encoder`` before running one and calls
@@ -107,8 +136,39 @@ class BrowserApp:
         encoder or a task's own), for their closed-set fields."""
         attach_heads([*self._group.engines, engine])
 
-    async def run(self, task: str, text: Any) -> str:
-        return await run_as_json(self._group, task, text)
+    # A classification is two synchronous calls around the worker's own encoder call, not one
+    # coroutine (``run_as_json`` awaited from JS): awaiting the encoder's promise resumes Python
+    # only in a later task of Pyodide's event loop, and starting a coroutine from JS costs
+    # another (README "Benchmarks"). The task code is the same: ``plan`` runs it up to its
+    # encoder call, ``finish`` runs it again with that call answered.
+    def plan(self, task: str, text: Any) -> str:
+        """JSON: ``{"embed": {"key", "texts", "counted"}}``, the encoder call ``task`` makes on
+        ``text``, or ``{"reply": …}`` where it ends before one (bad input, unknown task)."""
+        backend = self._encoder_of(task)
+        if backend is not None:
+            backend.planning = True
+        try:
+            return json.dumps({"reply": json.loads(_complete(run_as_json(self._group, task, text)))})
+        except EmbeddingNeeded as needed:
+            return json.dumps({"embed": needed.request})
+        finally:
+            if backend is not None:
+                backend.planning = False
+
+    def finish(self, task: str, text: Any, reply: Any) -> str:
+        """``run``'s reply, the encoder's call answered by ``reply`` (web/encoders.js embed)."""
+        backend = self._encoder_of(task)
+        if backend is None:
+            raise KeyError(f"task {task!r} has no encoder here")
+        backend.given = reply
+        try:
+            return _complete(run_as_json(self._group, task, text))
+        finally:
+            backend.given = None
+
+    def _encoder_of(self, task: str) -> TransformersJsEncoder | None:
+        backend = self._group.backend_for(task)
+        return backend if isinstance(backend, TransformersJsEncoder) else None
 
     def status(self) -> str:
         return json.dumps({"backend": self.encoder.name, "threads": self.encoder.threads,
