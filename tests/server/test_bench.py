@@ -135,3 +135,24 @@ def test_start_pairs_are_medians_over_repeats_and_any_repeat_download_fails_the_
     ctx.shared["classify"]["start"]["ours"][1] = visit(5000, 2500, repeat_model_bytes=4096)
     out = start(ctx)
     assert out["repeat_visit_zero_bytes"] is False and out["repeat_visit_runtime_model_bytes"] == 4096
+
+
+def test_latency_profile_splits_our_p50_by_the_workers_own_timings():
+    from pathlib import Path
+
+    from server.bench.classify import latency
+    from server.bench.runner import BenchContext
+
+    logged = []
+    ctx = BenchContext("http://x", Path("."), 3, "/runtime/v/", "ref", log=logged.append)
+    ctx.shared["classify"] = {"threads": 2, "start": {}, "latency": {
+        "ours": [{"p50": 13.0, "p95": 20.0}, {"p50": 12.0, "p95": 30.0}, {"p50": 14.0, "p95": 25.0}],
+        "plain": [{"p50": 10.0, "p95": 20.0}, {"p50": 8.0, "p95": 16.0}, {"p50": 9.0, "p95": 18.0}],
+        "ours_inference": [10.5, 9.0, 9.9], "ours_rest": [2.6, 2.2, 3.0]}}
+    out = latency(ctx)
+    p50 = out["pairs"][0]
+    assert (p50["ours"], p50["peer"], p50["met"]) == (13.0, 9.0, False)
+    profile = out["profile"]
+    assert profile["encoder_and_head_ms"] == 9.9 and profile["plain_call_ms"] == 9.0
+    assert profile["rest_ms"] == 2.6
+    assert "1.10× the plain page's whole call" in logged[0] and logged[0] == "  " + profile["line"]
