@@ -56,18 +56,27 @@ LINE_SOURCES = {"message": (line_message, "the line's message (its header remove
 
 class HybridExtractionTask(ExtractionTask):
     def __init__(self, *args, field_heads: dict[str, str],
-                 line_fields: dict[str, str] | None = None, **kwargs):
+                 line_fields: dict[str, str] | None = None, span_fields: tuple[str, ...] = (),
+                 **kwargs):
         super().__init__(*args, **kwargs)
         line_fields = dict(line_fields or {})
-        fields = list(self.record_model.model_fields)
-        unknown = (set(field_heads) | set(line_fields)) - set(fields)
+        model_fields = self.record_model.model_fields
+        fields = list(model_fields)
+        unknown = (set(field_heads) | set(line_fields) | set(span_fields)) - set(fields)
         if unknown:
-            raise ValueError(f"field_heads / line_fields name fields the record does not have: "
-                             f"{sorted(unknown)}")
+            raise ValueError(f"field_heads / line_fields / span_fields name fields the record "
+                             f"does not have: {sorted(unknown)}")
         if set(line_fields.values()) - set(LINE_SOURCES):
             raise ValueError(f"line_fields: unknown source(s), known: {sorted(LINE_SOURCES)}")
+        # A span field is a string the language model writes (generation.spans).
+        not_written = [f for f in span_fields if f in field_heads or f in line_fields
+                       or model_fields[f].annotation is not str]
+        if not_written:
+            raise ValueError(f"span_fields must be string fields the language model writes: "
+                             f"{not_written}")
         self.field_heads = dict(field_heads)
         self.line_fields = line_fields
+        self.span_fields = tuple(span_fields)
         if fields[:len(self.fixed_fields)] != self.fixed_fields:
             raise ValueError("field_heads, then line_fields, must be the record's first fields "
                              "in its order (their values are written as the start of the answer)")
@@ -217,7 +226,7 @@ def telemetry_extract() -> ExtractionTask:
         f"{', '.join(COMPONENT_KINDS)}), summary (what the line says), component (the affected "
         "part, as the line names it) and action_required (true if someone must act)."
     )
-    task = HybridExtractionTask(
+    return HybridExtractionTask(
         "telemetry-extract",
         telemetry_record_model(categories),
         instructions,
@@ -227,6 +236,5 @@ def telemetry_extract() -> ExtractionTask:
         system="You are a careful assistant that extracts fields from telemetry into JSON.",
         field_heads=TELEMETRY_FIELD_HEADS,
         line_fields=TELEMETRY_LINE_FIELDS,
+        span_fields=TELEMETRY_SPAN_FIELDS,
     )
-    task.span_fields = TELEMETRY_SPAN_FIELDS
-    return task

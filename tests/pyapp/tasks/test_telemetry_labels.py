@@ -59,6 +59,11 @@ def test_telemetry_extract_names_a_head_for_each_closed_set_field():
     assert start == '{"category":"power","severity":"error","component_kind":"node",'
     with pytest.raises(ValueError, match="first fields"):
         HybridExtractionTask("x", task.record_model, "i", field_heads={"summary": "h"})
+    assert task.span_fields == ("component",)
+    for wrong in (("summary",), ("action_required",), ("place",)):  # from the line, a bool, none
+        with pytest.raises(ValueError, match="span_fields"):
+            HybridExtractionTask("x", task.record_model, "i", field_heads=task.field_heads,
+                                 line_fields=task.line_fields, span_fields=wrong)
     assert task.schema["properties"]["severity"]["enum"] == ["info", "warning", "error", "critical"]
 
 
