@@ -9,14 +9,17 @@ task's own encoder in this worker beside the language model (web/encoders.js say
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine
 from typing import Any
 
 import edge_triage_encoders  # type: ignore[import-not-found]  # registered by web/worker.js
 from pyodide.ffi import to_js  # type: ignore[import-not-found]
 
+from ..coroutine import run_to_end
 from ..engine import Engine, EngineGroup, attach_heads, run_as_json
 from .base import EncoderBackend
+
+
+_WAITED = "the task waited on something other than its encoder call"
 
 
 class EmbeddingNeeded(Exception):
@@ -75,16 +78,6 @@ class TransformersJsEncoder(EncoderBackend):
 
     async def count_tokens(self, text: str) -> int:
         return int((await self._call([], text))[1])
-
-
-def _complete(coroutine: Coroutine[Any, Any, str]) -> str:
-    """Run a coroutine that never waits (every await answered at once) to its end, here."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise RuntimeError("the task waited on something other than its encoder call")
 
 
 class BrowserApp:
@@ -148,7 +141,8 @@ class BrowserApp:
         if backend is not None:
             backend.planning = True
         try:
-            return json.dumps({"reply": json.loads(_complete(run_as_json(self._group, task, text)))})
+            reply = run_to_end(run_as_json(self._group, task, text), _WAITED)
+            return json.dumps({"reply": json.loads(reply)})
         except EmbeddingNeeded as needed:
             return json.dumps({"embed": needed.request})
         finally:
@@ -156,13 +150,14 @@ class BrowserApp:
                 backend.planning = False
 
     def finish(self, task: str, text: Any, reply: Any) -> str:
-        """``run``'s reply, the encoder's call answered by ``reply`` (web/encoders.js embed)."""
+        """``run_as_json``'s reply, the encoder's call answered by ``reply`` (web/encoders.js
+        embed)."""
         backend = self._encoder_of(task)
         if backend is None:
             raise KeyError(f"task {task!r} has no encoder here")
         backend.given = reply
         try:
-            return _complete(run_as_json(self._group, task, text))
+            return run_to_end(run_as_json(self._group, task, text), _WAITED)
         finally:
             backend.given = None
 

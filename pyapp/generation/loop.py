@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ..coroutine import run_to_end
 from .closing import AVOID_WINDOW, IN_STRING_GROUPS, repeats, string_state
 from .phrases import PhraseGuard, trigrams, words_of
 from .spans import field_at, span_index
@@ -140,13 +141,8 @@ def repeating(written: list[int], allowed: set[tuple[int, ...]], n: int = NO_REP
 def decode_greedy(model: StepModel, prompt_ids: list[int], **options: Any) -> Generation:
     """``decode_greedy_async`` for a model and cursor that answer at once (CPython's): the same
     loop, run to the end without an event loop."""
-    loop = decode_greedy_async(model, prompt_ids, **options)
-    try:
-        loop.send(None)
-    except StopIteration as done:
-        return done.value
-    loop.close()
-    raise RuntimeError("the model or the cursor is asynchronous: use decode_greedy_async")
+    return run_to_end(decode_greedy_async(model, prompt_ids, **options),
+                      "the model or the cursor is asynchronous: use decode_greedy_async")
 
 
 async def _ready(value: Any) -> Any:
