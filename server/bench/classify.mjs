@@ -1,6 +1,6 @@
 // Classification benchmark driver (server/bench/classify.py): our page vs the plain
 // transformers.js page, in one headless system Chromium. Job (stdin JSON):
-//   {origin, ours, plain, texts, repeats, warmup, first}
+//   {origin, ours, plain, texts, repeats, first}
 // Prints {start: {ours: [visits], plain: [visits]}, latency: {...}} on stdout; progress on stderr.
 import { assertOwnOrigin, launchChromium, watchOrigin } from "../chromium.mjs";
 
@@ -91,7 +91,6 @@ try {
     }
     return out;
   }, [kind, texts]);
-  for (const kind of ["ours", "plain"]) await runAll(pages[kind], kind, job.texts.slice(0, job.warmup));
   // After its first result our page moves the base encoder into the Python worker (a second
   // onnxruntime session built in the background, web/worker.js moveEncoderHome): wait until it
   // is done (the warm visit is one the service worker controls, so the move happens; 30 s at
