@@ -33,8 +33,9 @@ import numpy as np
 from models.manifest import ModelManifest, slug
 
 from .cache import content_key, list_files
-from .lmexport import (CHECK_PROMPTS, CHECK_TOKENS, MAX_TOKENS, chat_prompt, export_fp32,  # noqa: F401
-                       finish_tokenizer_config, fix_tokenizer, prepare_float, reference_greedy)
+from .lmexport import (CHECK_PROMPTS, CHECK_TOKENS, MAX_TOKENS, chat_prompt, copy_onnx,  # noqa: F401
+                       export_fp32, finish_tokenizer_config, fix_tokenizer, prepare_float,
+                       reference_greedy, save_onnx)
 from .lmsource import LmSource, builtin_source
 from .weightquant import quantize_weights_int8
 
@@ -147,7 +148,7 @@ def tie_duplicate_tables(fp32: Path) -> int:
                 node.input[1] = out
                 tied += 1
     if tied:
-        onnx.save(model, str(fp32))
+        save_onnx(model, fp32)
     return tied
 
 
@@ -181,7 +182,7 @@ def q8_0_blocks(fp32: Path) -> dict[str, tuple[np.ndarray, np.ndarray, None]]:
         values = _dequant(q.reshape(rows.shape), d, None)
         init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(values.T if transposed
                                                                    else values), init.name))
-    onnx.save(model, str(fp32))
+    save_onnx(model, fp32)
     return out
 
 
@@ -348,7 +349,7 @@ def fold_constant_transposes(path: Path) -> int:
             graph.initializer.append(numpy_helper.from_array(array.copy(), node.output[0]))
             graph.node.remove(node)
             folded += 1
-    onnx.save(model, str(path))
+    save_onnx(model, path)
     return folded
 
 
@@ -455,7 +456,7 @@ def build_llm(out: Path, key: str, log: Log = print, source: LmSource | None = N
             # Q8_0 blocks of the float weights, in the same layout, checked against the source.
             # (The float file keeps its weights for the 4-bit variant.)
             fake = tmp / "q8_0.onnx"
-            shutil.copy2(fp32, fake)
+            copy_onnx(fp32, fake)
             tie_duplicate_tables(fake)
             quantize_gguf_exact(fake, None, q8, log, blocks=q8_0_blocks(fake))
         fold_constant_transposes(fp32)
