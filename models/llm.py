@@ -33,9 +33,9 @@ import numpy as np
 from models.manifest import ModelManifest, slug
 
 from .cache import content_key, list_files
-from .lmexport import (CHECK_PROMPTS, CHECK_TOKENS, MAX_TOKENS, chat_prompt, copy_onnx,  # noqa: F401
-                       export_fp32, finish_tokenizer_config, fix_tokenizer, prepare_float,
-                       reference_greedy, save_onnx)
+from .lmexport import (CHECK_PROMPTS, CHECK_TOKENS, MAX_TOKENS, chat_prompt,  # noqa: F401
+                       copy_onnx, export_fp32, finish_tokenizer_config, fix_tokenizer,
+                       prepare_float, reference_greedy, save_onnx)
 from .lmsource import LmSource, builtin_source
 from .weightquant import quantize_weights_int8
 

@@ -88,13 +88,17 @@ def _calibration_artifacts(build_dir: Path, manifests: list[ModelManifest], out:
     import hashlib
     import os
 
-    from .build import choose_lm
+    from .build import choose_lm, load_manifests
     from .extractcal import build_calibration
 
     tasks = [t for t in map(create_task, TASKS) if getattr(t, "calibrate_at_build", False)]
     if not tasks:
         return {}
-    lm = choose_lm(manifests, os.environ.get("EDGE_TRIAGE_BROWSER_LM", ""))
+    # The deployment may run a model `models import` linked into the build, not only a built one.
+    built = {m.model_id for m in manifests}
+    imported = [m for m in load_manifests(build_dir / "models")
+                if m.imported and m.model_id not in built]
+    lm = choose_lm(manifests + imported, os.environ.get("EDGE_TRIAGE_BROWSER_LM", ""))
     if lm is None:
         log(f"tasks {[t.name for t in tasks]}: not calibrated, no language model was built")
         return {}

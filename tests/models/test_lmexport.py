@@ -16,7 +16,8 @@ def _matmul(weight: np.ndarray) -> onnx.ModelProto:
 
 
 def _run(path, x):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
 
 
 def test_a_graph_over_the_limit_keeps_its_weights_beside_it(tmp_path, monkeypatch):

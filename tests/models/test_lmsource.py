@@ -187,6 +187,32 @@ def test_build_keeps_imported_models(imported, build_dir, tmp_path):
     assert _imported(build_dir / "models" / imported.model_id)
 
 
+def test_the_build_calibrates_extraction_on_the_imported_model_the_deployment_runs(
+        imported, build_dir, tmp_path, monkeypatch):
+    """`EDGE_TRIAGE_BROWSER_LM=<imported id> make build`: the build's own models do not include
+    the imported one, yet the extraction calibration must run on it (it used to stop the build
+    with "no such language model")."""
+    import models.cpython.engines as engines
+    from models import taskpacks
+    from models.build import load_manifests
+
+    class Opened(Exception):
+        pass
+
+    opened = []
+
+    def open_generator(build_dir, dtype=None, threads=None, model=None):
+        opened.append(model)
+        raise Opened  # the model it would calibrate on is all this test needs
+
+    monkeypatch.setattr(engines, "open_generator", open_generator)
+    monkeypatch.setenv("EDGE_TRIAGE_BROWSER_LM", imported.model_id)
+    built = [m for m in load_manifests(build_dir / "models") if not m.imported]
+    with pytest.raises(Opened):
+        taskpacks._calibration_artifacts(build_dir, built, tmp_path, log=lambda line: None)
+    assert opened == [imported.model_id]
+
+
 def test_the_imported_model_extracts_under_cpython_as_the_built_in_one_does(imported, build_dir):
     """The same record from the same loop on a held-out Loghub line: the 8-bit weights differ
     from the built-in model's only by Q8_0 rounding of the same float source."""
