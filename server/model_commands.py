@@ -80,10 +80,10 @@ def cmd_models_fetch(args) -> int:
 
 def cmd_models_list(args) -> int:
     from models.build import load_manifests
-    from models.importer import load_server_manifests
+    from models.importer import DEFAULT_BROWSER_BUDGET, load_server_manifests
 
     build = Path(args.build_dir)
-    browser_budget = int(os.environ.get("EDGE_TRIAGE_MEMORY_BUDGET_BYTES", 1_200_000_000))
+    browser_budget = int(os.environ.get("EDGE_TRIAGE_MEMORY_BUDGET_BYTES") or DEFAULT_BROWSER_BUDGET)
     server_budget = _budget(args)
     rows = []
     for where, manifests, budget in (("browser", load_manifests(build / "models"), browser_budget),
@@ -125,7 +125,8 @@ def add_import_commands(models, sub) -> None:
     """Register under ``models`` (the ``models`` subparsers) and ``sub`` (top level)."""
     from models.gguf_source import PINNED  # light: gguf is imported when a command runs
 
-    budget_help = ("refuse a model whose measured memory exceeds BYTES (default "
+    budget_help = ("refuse a model whose measured memory exceeds BYTES (default: in the browser "
+                   "$EDGE_TRIAGE_MEMORY_BUDGET_BYTES or 1.2e9, on the server "
                    "$EDGE_TRIAGE_SERVER_MEMORY_BUDGET_BYTES or 4e9)")
     mi = models.add_parser("import", help="import a model of your own: a GGUF as a server model "
                            "(llama.cpp), or a GGUF / Hugging Face folder / ONNX export as the "

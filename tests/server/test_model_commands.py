@@ -25,3 +25,17 @@ def test_models_list_applies_the_budget_it_is_given(build_dir, capsys):
     for line in out.splitlines():
         if line.startswith("server"):
             assert line.endswith("OVER BUDGET")
+
+
+def test_the_import_refuses_by_default_what_the_page_would_refuse(monkeypatch):
+    """`models import --for browser` without --memory-budget uses the page's own default budget,
+    so it never accepts a model the page then refuses to load."""
+    from models.importer import DEFAULT_BROWSER_BUDGET
+    from server.model_commands import _budget
+    from server.settings import Settings
+
+    monkeypatch.delenv("EDGE_TRIAGE_MEMORY_BUDGET_BYTES", raising=False)
+    none = type("Args", (), {"memory_budget": None})()
+    assert _budget(none, browser=True) == DEFAULT_BROWSER_BUDGET == Settings().memory_budget_bytes
+    monkeypatch.setenv("EDGE_TRIAGE_MEMORY_BUDGET_BYTES", "4000000000")
+    assert _budget(none, browser=True) == 4_000_000_000
