@@ -101,6 +101,10 @@ def cmd_bench(args) -> int:
         print(f"error: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}",
               file=sys.stderr)
         return 2
+    if "lm" in names:
+        from server.bench.lm import bench_lm
+
+        bench_lm(_build_dir(args))  # refused now, not after the classification sections
     run_bench(_build_dir(args), Path(args.report), {n: SECTIONS[n] for n in names},
               repeats=args.repeats)
     return 0

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from server.bench import SECTIONS
 from server.bench.runner import ByteCounter, Pair, format_pair, write_plot
 
@@ -156,3 +158,32 @@ def test_latency_profile_splits_our_p50_by_the_workers_own_timings():
     assert profile["encoder_and_head_ms"] == 9.9 and profile["plain_call_ms"] == 9.0
     assert profile["rest_ms"] == 2.6
     assert "1.10× the plain page's whole call" in logged[0] and logged[0] == "  " + profile["line"]
+
+
+def _lm_manifest(models, model_id, imported):
+    from models.manifest import ModelManifest
+
+    m = ModelManifest(name=model_id, model_id=model_id, task="text-generation", dtype="q8",
+                      key="0" * 64, files=[], estimated_memory_bytes=1, imported=imported)
+    (models / model_id).mkdir(parents=True)
+    (models / model_id / "manifest.json").write_text(m.model_dump_json())
+
+
+def test_the_lm_bench_refuses_an_imported_model_its_peers_do_not_run(tmp_path, monkeypatch):
+    """The bench's page runs EDGE_TRIAGE_BROWSER_LM (the server's choice); wllama and native
+    onnxruntime run the built-in model. With an imported model the ratios would compare two
+    models, so `bench --sections lm` stops at once with the reason."""
+    from server.bench.lm import bench_lm
+    from server.cli import main
+
+    _lm_manifest(tmp_path / "models", "builtin-lm", imported=False)
+    _lm_manifest(tmp_path / "models", "imported-lm", imported=True)
+    monkeypatch.delenv("EDGE_TRIAGE_BROWSER_LM", raising=False)
+    assert bench_lm(tmp_path).model_id == "builtin-lm"
+    monkeypatch.setenv("EDGE_TRIAGE_BROWSER_LM", "imported-lm")
+    with pytest.raises(SystemExit, match="imported model"):
+        bench_lm(tmp_path)
+    with pytest.raises(SystemExit, match="imported model"):
+        main(["--build-dir", str(tmp_path), "bench", "--sections", "lm",
+              "--report", str(tmp_path / "bench.json")])
+    assert not (tmp_path / "bench.json").exists()
