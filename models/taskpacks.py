@@ -57,7 +57,7 @@ def build_task_artifacts(build_dir: Path, manifests: list[ModelManifest], log=pr
             else:
                 log(f"task {entry}: cached ({path.name})")
             written[entry] = path.name
-    written.update(_calibration_artifacts(build_dir, manifests, out, log))
+    written.update(_calibration_artifacts(build_dir, out, log))
     for stale in out.glob("*.json"):
         if stale.name not in written.values():
             stale.unlink()
@@ -81,8 +81,7 @@ def _artifact(task, encoder, log) -> dict | None:
     return task.artifact(encoder.model_key)
 
 
-def _calibration_artifacts(build_dir: Path, manifests: list[ModelManifest], out: Path,
-                           log) -> dict[str, str]:
+def _calibration_artifacts(build_dir: Path, out: Path, log) -> dict[str, str]:
     """Extraction tasks that calibrate their confidence at build time (``models.extractcal``),
     on the deployment's language model; skipped with a message without it or its data."""
     import hashlib
@@ -94,11 +93,10 @@ def _calibration_artifacts(build_dir: Path, manifests: list[ModelManifest], out:
     tasks = [t for t in map(create_task, TASKS) if getattr(t, "calibrate_at_build", False)]
     if not tasks:
         return {}
-    # The deployment may run a model `models import` linked into the build, not only a built one.
-    built = {m.model_id for m in manifests}
-    imported = [m for m in load_manifests(build_dir / "models")
-                if m.imported and m.model_id not in built]
-    lm = choose_lm(manifests + imported, os.environ.get("EDGE_TRIAGE_BROWSER_LM", ""))
+    # Among every model linked into the build: the deployment may run one `models import` put
+    # there, not only one the build made.
+    wanted = os.environ.get("EDGE_TRIAGE_BROWSER_LM", "")
+    lm = choose_lm(load_manifests(build_dir / "models"), wanted)
     if lm is None:
         log(f"tasks {[t.name for t in tasks]}: not calibrated, no language model was built")
         return {}

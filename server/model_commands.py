@@ -83,7 +83,8 @@ def cmd_models_list(args) -> int:
     from models.importer import DEFAULT_BROWSER_BUDGET, load_server_manifests
 
     build = Path(args.build_dir)
-    browser_budget = int(os.environ.get("EDGE_TRIAGE_MEMORY_BUDGET_BYTES") or DEFAULT_BROWSER_BUDGET)
+    browser_budget = int(os.environ.get("EDGE_TRIAGE_MEMORY_BUDGET_BYTES")
+                         or DEFAULT_BROWSER_BUDGET)
     server_budget = _budget(args)
     rows = []
     for where, manifests, budget in (("browser", load_manifests(build / "models"), browser_budget),

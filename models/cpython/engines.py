@@ -70,10 +70,18 @@ def open_generator(build_dir: Path, dtype: str | None = None, threads: int | Non
                    model: str | None = None):
     """The deployment's language model under onnxruntime (``models.cpython.lm``): ``model`` or
     EDGE_TRIAGE_BROWSER_LM (a model id or name), else the built-in one, as the page chooses."""
+    from .lm import OnnxTextGenerator
+
+    lm = lm_manifest(build_dir, model)
+    return OnnxTextGenerator.from_dir(build_dir / "models" / lm.model_id, dtype, threads)
+
+
+def lm_manifest(build_dir: Path, model: str | None = None):
+    """The manifest of the language model ``open_generator`` opens; a clear exit when the build
+    has none or not the one asked for."""
     import os
 
     from models.build import choose_lm, load_manifests
-    from .lm import OnnxTextGenerator
 
     wanted = os.environ.get("EDGE_TRIAGE_BROWSER_LM", "") if model is None else model
     try:
@@ -82,7 +90,7 @@ def open_generator(build_dir: Path, dtype: str | None = None, threads: int | Non
         raise SystemExit(str(e)) from e
     if lm is None:
         raise SystemExit(f"no language model in {build_dir / 'models'}: run `make` first")
-    return OnnxTextGenerator.from_dir(build_dir / "models" / lm.model_id, dtype, threads)
+    return lm
 
 
 def load_artifacts(build_dir: Path, dtype: str | None = None) -> dict[str, dict]:

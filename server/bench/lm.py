@@ -47,33 +47,25 @@ def bench_lm(build_dir: Path):
     """The language model the bench's page runs: the deployment's (EDGE_TRIAGE_BROWSER_LM, as
     the server chooses). Its peers are set up for the built-in model (wllama on the built-in
     GGUF), so an imported one is refused rather than compared with another model's numbers."""
-    import os
+    from models.cpython.engines import lm_manifest
 
-    from models.build import choose_lm, load_manifests
-
-    wanted = os.environ.get("EDGE_TRIAGE_BROWSER_LM", "")
-    try:
-        manifest = choose_lm(load_manifests(build_dir / "models"), wanted)
-    except LookupError as e:
-        raise SystemExit(str(e)) from e
-    if manifest is None:
-        raise SystemExit(f"no language model in {build_dir / 'models'}: run `make build` first")
+    manifest = lm_manifest(build_dir)
     if manifest.imported:
-        raise SystemExit(f"EDGE_TRIAGE_BROWSER_LM={wanted!r} is an imported model: the bench's "
-                         "language-model peers (wllama, native onnxruntime) run the built-in "
-                         "one, so the ratios would compare two models; unset it for `lm`, or "
-                         "bench only the classification sections (--sections)")
+        raise SystemExit(f"EDGE_TRIAGE_BROWSER_LM names {manifest.model_id}, an imported "
+                         "model: the bench's language-model peers (wllama, native onnxruntime) "
+                         "run the built-in one, so the ratios would compare two models; unset it "
+                         "for `lm`, or bench only the classification sections (--sections)")
     return manifest
 
 
-def native(build_dir: Path, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
-    """Native onnxruntime (CPython): lm-bench's decode speeds, and extraction per record."""
+def native(build_dir: Path, lm, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
+    """Native onnxruntime (CPython) on ``lm`` (``bench_lm``'s): lm-bench's decode speeds, and
+    extraction per record."""
     from models.cpython.lm import OnnxTextGenerator
     from pyapp.engine import Engine
     from models.lm_benchmark import run_benchmark
 
-    manifest = bench_lm(build_dir)
-    generator = OnnxTextGenerator.from_dir(build_dir / "models" / manifest.model_id)
+    generator = OnnxTextGenerator.from_dir(build_dir / "models" / lm.model_id)
     decode = run_benchmark(generator, tokens=tokens, repeats=repeats)
     engine = Engine(generator)
     asyncio.run(engine.load([TASK]))
@@ -211,9 +203,9 @@ def run(context: dict[str, Any] | None = None) -> dict[str, Any]:
     sections = context.get("sections", ("native", "page", "wllama"))
     report: dict[str, Any] = {"records": len(texts), "repeats": repeats, "tokens": tokens,
                               "targets": TARGETS}
-    bench_lm(build_dir)  # before anything runs: the page and its peers on the same model
+    lm = bench_lm(build_dir)  # before anything runs: the page and its peers on the same model
     if "native" in sections:
-        report["native"] = native(build_dir, texts, repeats, tokens)
+        report["native"] = native(build_dir, lm, texts, repeats, tokens)
     if "page" in sections:
         with _origin(build_dir, context.get("base_url")) as origin:
             report["page"] = page(origin, texts, repeats, tokens)
