@@ -168,23 +168,9 @@ class Site:
     def _lm_config(self, lm) -> dict[str, Any]:
         """The language model and its variants in order of preference, each with its memory
         estimate, so the page can take the first that fits the budget (or refuse)."""
-        from models.llm import variant_memory
-        from pyapp.tasks.extraction import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
-
-        # The page's extraction never holds more context than input + answer + the prompt's
-        # instructions and examples (~512 tokens), not the model's full 2,048.
-        context = MAX_INPUT_TOKENS + MAX_NEW_TOKENS + 512
-
         config = lm.model_dump(include={"model_id", "dtype", "max_tokens", "key",
                                         "estimated_memory_bytes"})
-        sizes = {f.path: f.size for f in lm.files}
-        order = [lm.dtype, *(d for d in lm.variants if d != lm.dtype)]
-        shape = self.settings.models_dir / lm.model_id / "config.json"
-        shape = json.loads(shape.read_text()) if shape.exists() else None
-        config["variants"] = [
-            {"dtype": d, "estimated_memory_bytes": variant_memory(lm, d, context, config=shape)}
-            for d in order if lm.variants.get(d) in sizes
-        ]
+        config["variants"] = lm_variants(lm, self.settings.models_dir)
         return config
 
     def render_index(self, config: dict) -> str:
@@ -230,3 +216,20 @@ class Site:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def lm_variants(lm, models_dir: Path) -> list[dict[str, Any]]:
+    """``lm``'s variants in order of preference (its own dtype first), each with the memory the
+    page's extraction needs in it: ``[{"dtype", "estimated_memory_bytes"}]``."""
+    from models.llm import variant_memory
+    from pyapp.tasks.extraction import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
+
+    # The page's extraction never holds more context than input + answer + the prompt's
+    # instructions and examples (~512 tokens), not the model's full 2,048.
+    context = MAX_INPUT_TOKENS + MAX_NEW_TOKENS + 512
+    sizes = {f.path: f.size for f in lm.files}
+    order = [lm.dtype, *(d for d in lm.variants if d != lm.dtype)]
+    shape = models_dir / lm.model_id / "config.json"
+    shape = json.loads(shape.read_text()) if shape.exists() else None
+    return [{"dtype": d, "estimated_memory_bytes": variant_memory(lm, d, context, config=shape)}
+            for d in order if lm.variants.get(d) in sizes]

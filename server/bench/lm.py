@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .wllama import measure as measure_wllama, prompt_of, records, stage
+from .wllama import measure as measure_wllama, prompt_of, records, source_gguf, stage
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "telemetry-extract"
@@ -45,22 +45,27 @@ def _median(values: list[float]) -> float | None:
 
 def bench_lm(build_dir: Path):
     """The language model the bench's page runs: the deployment's (EDGE_TRIAGE_BROWSER_LM, as
-    the server chooses). Its peers are set up for the built-in model (wllama on the built-in
-    GGUF), so an imported one is refused rather than compared with another model's numbers."""
+    the server chooses), built-in or imported; native onnxruntime and wllama (on the GGUF it was
+    built from, ``wllama.source_gguf``) run the same model. Refused up front when the page
+    would refuse it: its smallest variant alone over the page's memory budget."""
     from models.cpython.engines import lm_manifest
+    from server.settings import Settings
+    from server.site import lm_variants
 
     manifest = lm_manifest(build_dir)
-    if manifest.imported:
-        raise SystemExit(f"EDGE_TRIAGE_BROWSER_LM names {manifest.model_id}, an imported "
-                         "model: the bench's language-model peers (wllama, native onnxruntime) "
-                         "run the built-in one, so the ratios would compare two models; unset it "
-                         "for `lm`, or bench only the classification sections (--sections)")
+    budget = Settings.from_env().memory_budget_bytes
+    smallest = min((v["estimated_memory_bytes"] for v in lm_variants(manifest, build_dir / "models")),
+                   default=manifest.estimated_memory_bytes)
+    if budget and smallest > budget:
+        raise SystemExit(f"{manifest.model_id} needs about {smallest:,} bytes in the page even in "
+                         f"its smallest variant, over the page's budget of {budget:,}: the page "
+                         "would refuse it. Set EDGE_TRIAGE_MEMORY_BUDGET_BYTES to bench it")
     return manifest
 
 
 def native(build_dir: Path, lm, texts: list[str], repeats: int, tokens: int) -> dict[str, Any]:
-    """Native onnxruntime (CPython) on ``lm`` (``bench_lm``'s): lm-bench's decode speeds, and
-    extraction per record."""
+    """Native onnxruntime (CPython) on ``lm`` (``bench_lm``'s) in its first variant, the one the
+    page takes when it fits: lm-bench's decode speeds, and extraction per record."""
     from models.cpython.lm import OnnxTextGenerator
     from pyapp.engine import Engine
     from models.lm_benchmark import run_benchmark
@@ -76,7 +81,8 @@ def native(build_dir: Path, lm, texts: list[str], repeats: int, tokens: int) -> 
             started = time.perf_counter()
             asyncio.run(engine.run(TASK, text))
             per_record.append(time.perf_counter() - started)
-    return {"threads": generator.threads, "decode": decode,
+    return {"model_id": lm.model_id, "dtype": lm.dtype, "threads": generator.threads,
+            "decode": decode,
             "record_s": {"median": _median(per_record), "max": round(max(per_record), 3)}}
 
 
@@ -112,7 +118,7 @@ def page(origin: str, texts: list[str], repeats: int, tokens: int) -> dict[str, 
                  "prompt": prompt_of(texts[0])}, url)
     warm = raw["ours"]["warm"]
     first = warm[:len(texts)]  # greedy: every repeat writes the same records
-    return {"status": raw["status"], "memory": raw["memory"],
+    return {"status": raw["status"], "memory": raw["memory"], "lm_dtype": raw["memory"]["lm_dtype"],
             "ours": {"cold_record_s": round(raw["ours"]["cold"]["ms"] / 1000, 3),
                      "record_s": _median([w["ms"] / 1000 for w in warm]),
                      "first_token_s": _median([w["first_token_ms"] / 1000 for w in warm]),
@@ -153,13 +159,13 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
             out["page memory / 1.2 GB budget"] = round(measured / TARGETS["memory_bytes"], 3)
             out["manifest estimate / measured memory"] = round(
                 web["memory"]["estimated_bytes"] / measured, 3)
-    if nat and web:
+    if nat and web and web["lm_dtype"] == nat["dtype"]:  # else two files of the model
         native_decode = nat["decode"]["constrained"]["decode_tok_per_s"]
         out["page / native onnxruntime decode (constrained)"] = round(
             web["ours"]["decode_tok_s"] / native_decode, 3)
         out["page / native record time"] = round(web["ours"]["record_s"] / nat["record_s"]["median"], 3)
     peer = report.get("wllama")
-    if web and peer:
+    if web and peer and "runs" in peer:
         best = peer["runs"][peer["best"]]
         if web["ours"]["decode_tok_s"] and best["decode_tok_s"]:
             out["page / wllama decode (grammar, best threads)"] = round(
@@ -171,14 +177,21 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _wllama(build_dir: Path, origin: str, texts: list[str], web: dict[str, Any],
+def _wllama(build_dir: Path, lm, origin: str, texts: list[str], web: dict[str, Any],
             repeats: int, budget_s: float) -> dict[str, Any]:
-    stage(build_dir)
+    try:
+        gguf = source_gguf(lm)
+    except LookupError as e:  # the rest of the section still measures the model
+        print(f"wllama skipped: {e}", file=sys.stderr)
+        return {"skipped": str(e)}
+    stage(build_dir, gguf)
     per_text = web["ours"]["per_text"]
     recs = records(texts, [t["record"] for t in per_text], [t["tokens"] for t in per_text])
     out = measure_wllama(lambda script, job: _node(script, {**job, "origin": origin}),
                          recs, repeats, budget_s)
-    # Greedy on the same codes (our q8 file stores the GGUF's): how often the records agree.
+    out["gguf"] = {"file": gguf.name, "bytes": gguf.stat().st_size}
+    # Greedy: how often the records agree (the same codes where our q8 file stores the GGUF's,
+    # as for the built-in model; an imported K-quant GGUF is re-quantised to Q8_0, so less).
     ours = [json.loads(t["text"]) if t["text"] else None for t in per_text]
     for run in out["runs"].values():
         theirs = []
@@ -201,16 +214,18 @@ def run(context: dict[str, Any] | None = None) -> dict[str, Any]:
     texts = _texts(int(context.get("records", 5)))
     tokens = int(context.get("tokens", 64))
     sections = context.get("sections", ("native", "page", "wllama"))
-    report: dict[str, Any] = {"records": len(texts), "repeats": repeats, "tokens": tokens,
-                              "targets": TARGETS}
     lm = bench_lm(build_dir)  # before anything runs: the page and its peers on the same model
+    report: dict[str, Any] = {"model": {"model_id": lm.model_id, "imported": lm.imported,
+                                        "source": lm.source},
+                              "records": len(texts), "repeats": repeats, "tokens": tokens,
+                              "targets": TARGETS}
     if "native" in sections:
         report["native"] = native(build_dir, lm, texts, repeats, tokens)
     if "page" in sections:
         with _origin(build_dir, context.get("base_url")) as origin:
             report["page"] = page(origin, texts, repeats, tokens)
             if "wllama" in sections:
-                report["wllama"] = _wllama(build_dir, origin, texts, report["page"], repeats,
+                report["wllama"] = _wllama(build_dir, lm, origin, texts, report["page"], repeats,
                                            float(context.get("wllama_budget_s", 240)))
     if "profile" in sections:  # on request only: the profiler slows what it measures
         with _origin(build_dir, context.get("base_url")) as origin:
@@ -237,16 +252,17 @@ def section(ctx) -> dict[str, Any]:
             pairs.append(Pair("page decode", ours["decode_tok_s"],
                               web["plain_transformers_js"]["decode_tok_s"], "tok/s",
                               "plain transformers.js generate", higher_is_better=True))
-        if nat and ours["decode_tok_s"]:
+        if nat and ours["decode_tok_s"] and web["lm_dtype"] == nat["dtype"]:
             pairs.append(Pair("page decode", ours["decode_tok_s"],
                               nat["decode"]["constrained"]["decode_tok_per_s"], "tok/s",
                               "native onnxruntime", higher_is_better=True))
         pairs.append(Pair("extraction, time per record (warm)", ours["record_s"],
                           TARGETS["record_s_warm"], "s", "the 3 s target", 1.0))
         peer = report.get("wllama")
-        if peer:
+        if peer and "runs" in peer:
             best = peer["runs"][peer["best"]]
-            name = f"wllama {peer['version']}, {best['threads']} thread(s), its JSON grammar"
+            name = (f"wllama {peer['version']} on {peer['gguf']['file']}, {best['threads']} "
+                    "thread(s), its JSON grammar")
             if ours["decode_tok_s"] and best["decode_tok_s"]:
                 pairs.append(Pair("page decode", ours["decode_tok_s"], best["decode_tok_s"],
                                   "tok/s", name, TARGETS["decode_vs_wllama"],
@@ -260,6 +276,9 @@ def section(ctx) -> dict[str, Any]:
         if web["memory"]["measured_bytes"]:
             pairs.append(Pair("page memory with both models", web["memory"]["measured_bytes"],
                               TARGETS["memory_bytes"], "bytes", "the 1.2 GB target", 1.0))
+    if report["model"]["imported"]:  # not the built-in model: every line says which
+        for p in pairs:
+            p.name += f" [{report['model']['model_id']}]"
     return {**report, "pairs": [p.as_dict() for p in pairs]}
 
 

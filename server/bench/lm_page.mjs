@@ -44,6 +44,7 @@ try {
   // Measured memory with both models: a classification loads nothing new (the encoder is in).
   await page.evaluate(() => window.edgeTriage.run("telemetry-triage", "Link down on eth0", { escalate: false }));
   const memory = await page.evaluate(async () => ({
+    lm_dtype: window.edgeTriage.status().lmDtype ?? null,  // the variant the page chose
     measured_bytes: await window.edgeTriage.memoryUse(),
     estimated_bytes: window.edgeTriage.status().estimatedMemoryBytes + (window.edgeTriage.status().taskEncoderMemoryBytes ?? 0) +
       (window.edgeTriage.status().lmEstimatedMemoryBytes ?? 0),

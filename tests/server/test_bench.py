@@ -160,30 +160,73 @@ def test_latency_profile_splits_our_p50_by_the_workers_own_timings():
     assert "1.10× the plain page's whole call" in logged[0] and logged[0] == "  " + profile["line"]
 
 
-def _lm_manifest(models, model_id, imported):
+def _lm_manifest(models, model_id, imported, estimate=1, provenance=None):
     from models.manifest import ModelManifest
 
     m = ModelManifest(name=model_id, model_id=model_id, task="text-generation", dtype="q8",
-                      key="0" * 64, files=[], estimated_memory_bytes=1, imported=imported)
+                      key="0" * 64, files=[], estimated_memory_bytes=estimate, imported=imported,
+                      provenance=provenance or {})
     (models / model_id).mkdir(parents=True)
     (models / model_id / "manifest.json").write_text(m.model_dump_json())
+    return m
 
 
-def test_the_lm_bench_refuses_an_imported_model_its_peers_do_not_run(tmp_path, monkeypatch):
-    """The bench's page runs EDGE_TRIAGE_BROWSER_LM (the server's choice); wllama and native
-    onnxruntime run the built-in model. With an imported model the ratios would compare two
-    models, so `bench --sections lm` stops at once with the reason."""
+def test_the_lm_bench_runs_the_deployments_model_and_refuses_one_the_page_would_refuse(
+        tmp_path, monkeypatch):
+    """The bench's page runs EDGE_TRIAGE_BROWSER_LM (the server's choice), so its peers run the
+    same model, built-in or imported. A model over the page's memory budget is refused before
+    any section runs (the page would refuse it after minutes of the others), naming the
+    setting that lets it in."""
     from server.bench.lm import bench_lm
     from server.cli import main
 
     _lm_manifest(tmp_path / "models", "builtin-lm", imported=False)
-    _lm_manifest(tmp_path / "models", "imported-lm", imported=True)
-    monkeypatch.delenv("EDGE_TRIAGE_BROWSER_LM", raising=False)
+    _lm_manifest(tmp_path / "models", "imported-lm", imported=True, estimate=3_000_000_000)
+    for var in ("EDGE_TRIAGE_BROWSER_LM", "EDGE_TRIAGE_MEMORY_BUDGET_BYTES"):
+        monkeypatch.delenv(var, raising=False)
     assert bench_lm(tmp_path).model_id == "builtin-lm"
     monkeypatch.setenv("EDGE_TRIAGE_BROWSER_LM", "imported-lm")
-    with pytest.raises(SystemExit, match="imported model"):
+    with pytest.raises(SystemExit, match="over the page's budget of 1,200,000,000.*"
+                                         "EDGE_TRIAGE_MEMORY_BUDGET_BYTES"):
         bench_lm(tmp_path)
-    with pytest.raises(SystemExit, match="imported model"):
+    with pytest.raises(SystemExit, match="EDGE_TRIAGE_MEMORY_BUDGET_BYTES"):
         main(["--build-dir", str(tmp_path), "bench", "--sections", "lm",
               "--report", str(tmp_path / "bench.json")])
     assert not (tmp_path / "bench.json").exists()
+    monkeypatch.setenv("EDGE_TRIAGE_MEMORY_BUDGET_BYTES", "4000000000")
+    assert bench_lm(tmp_path).model_id == "imported-lm"
+
+
+def test_wllama_runs_the_gguf_an_imported_model_was_built_from_found_by_its_pinned_hash(
+        tmp_path, monkeypatch):
+    """The manifest pins the source's sha256, not a path: the bench finds the file among the
+    downloads (`models fetch`) or at EDGE_TRIAGE_BENCH_GGUF, and takes it only if the hash
+    matches; a model with none (a Hugging Face import) gets the reason, not another GGUF."""
+    import hashlib
+
+    from models.llm import GGUF, source_dir
+    from server.bench.wllama import source_gguf
+
+    monkeypatch.setenv("EDGE_TRIAGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGE_TRIAGE_BENCH_GGUF", raising=False)
+    downloads = tmp_path / "cache" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "a-other.gguf").write_bytes(b"GGUF another model")
+    body = b"GGUF the imported model"
+    digest = hashlib.sha256(body).hexdigest()
+    lm = _lm_manifest(tmp_path / "models", "imported-lm", imported=True,
+                      provenance={"sha256": digest})
+    builtin = _lm_manifest(tmp_path / "models", "builtin-lm", imported=False)
+    assert source_gguf(builtin) == source_dir() / GGUF
+    with pytest.raises(LookupError, match=f"{digest}.*EDGE_TRIAGE_BENCH_GGUF"):
+        source_gguf(lm)
+    elsewhere = tmp_path / "mine.gguf"
+    elsewhere.write_bytes(body)
+    monkeypatch.setenv("EDGE_TRIAGE_BENCH_GGUF", str(elsewhere))
+    assert source_gguf(lm) == elsewhere
+    monkeypatch.delenv("EDGE_TRIAGE_BENCH_GGUF")
+    (downloads / "b-model.gguf").write_bytes(body)
+    assert source_gguf(lm) == downloads / "b-model.gguf"
+    hf = _lm_manifest(tmp_path / "models", "hf-lm", imported=True)
+    with pytest.raises(LookupError, match="none recorded"):
+        source_gguf(hf)
