@@ -230,3 +230,16 @@ def test_wllama_runs_the_gguf_an_imported_model_was_built_from_found_by_its_pinn
     hf = _lm_manifest(tmp_path / "models", "hf-lm", imported=True)
     with pytest.raises(LookupError, match="none recorded"):
         source_gguf(hf)
+
+
+def test_the_lm_bench_runs_as_a_module_without_runpys_double_import_warning():
+    """``python -m server.bench.lm`` (README): the package must not have imported the module
+    before runpy runs it as __main__ (a RuntimeWarning, and two copies of its globals)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "server.bench.lm",
+                           "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m server.bench.lm" in done.stdout
+    assert "lm" in SECTIONS  # still registered, imported when the section runs
