@@ -140,6 +140,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             media_type="application/manifest+json",
                             headers={"Cache-Control": REVALIDATE})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        # Browsers ask for it on any page without an icon link (/api/health, /docs): our icon,
+        # not a 404 in the console and the server's log.
+        return FileResponse(settings.web_dir / "icon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": REVALIDATE})
+
     app.mount("/static", Assets(settings.web_dir, immutable=False), name="static")
     app.mount(f"/runtime/{runtime['version']}", Assets(settings.runtime_dir, immutable=True),
               name="runtime")

@@ -153,6 +153,12 @@ def test_health_and_manifest(client):
         "thermal", "power", "network", "storage", "mechanical", "sensor", "software"]
 
 
+def test_the_favicon_a_browser_asks_for_is_our_icon(client):
+    r = client.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert r.content == (Settings().web_dir / "icon.svg").read_bytes()
+
+
 def test_tasks_that_this_build_cannot_run_are_not_offered(tmp_path):
     from server.site import available_tasks
 
