@@ -189,9 +189,12 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     pairs = [p for s in report["sections"].values() for p in s.get("pairs", []) if p["ratio"]]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(pairs) + 1.2))
-    names = [f"{p['name']} (vs {p['peer_name']})" for p in pairs]
+    names = [plot_label(p) for p in pairs]
+    rows = sum(n.count("\n") + 1 for n in names)
+    fig, ax = plt.subplots(figsize=(8, 0.3 * rows + 0.2 * len(pairs) + 1.2))
     colors = ["tab:gray" if p["met"] is None else "tab:green" if p["met"] else "tab:red"
               for p in pairs]
     ax.barh(names, [p["ratio"] for p in pairs], color=colors)
@@ -200,11 +203,32 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
             ax.plot([p["target"]] * 2, [i - 0.4, i + 0.4], color="black")
     ax.axvline(1.0, color="gray", linestyle=":")
     ax.set_xscale("log")
+    # Plain ratios at 1, 2 and 5 of each decade ("0.5×", "2×"), not 5×10⁻¹; minor ticks
+    # unlabelled (they overlapped).
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("ours / peer (black tick: target; green met, red missed)")
     ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # "tight": the figure grows to hold the labels, which were cut off at the left edge.
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+#: Characters per line of a pair's label in the plot.
+LABEL_WIDTH = 44
+
+
+def plot_label(pair: dict[str, Any]) -> str:
+    """A pair's name and its peer, wrapped to LABEL_WIDTH (peer names run to ~90 characters).
+
+    >>> print(plot_label({"name": "page decode", "peer_name": "wllama 3.13.0 on model.gguf, 2 thread(s), its JSON grammar"}))
+    page decode (vs wllama 3.13.0 on model.gguf,
+    2 thread(s), its JSON grammar)
+    """
+    import textwrap
+
+    return "\n".join(textwrap.wrap(f"{pair['name']} (vs {pair['peer_name']})", LABEL_WIDTH))
 
 
 def _machine() -> dict[str, Any]:
