@@ -118,7 +118,7 @@ def page(origin: str, texts: list[str], repeats: int, tokens: int) -> dict[str, 
                  "prompt": prompt_of(texts[0])}, url)
     warm = raw["ours"]["warm"]
     first = warm[:len(texts)]  # greedy: every repeat writes the same records
-    return {"status": raw["status"], "memory": raw["memory"], "lm_dtype": raw["memory"]["lm_dtype"],
+    return {"status": raw["status"], "memory": raw["memory"],
             "ours": {"cold_record_s": round(raw["ours"]["cold"]["ms"] / 1000, 3),
                      "record_s": _median([w["ms"] / 1000 for w in warm]),
                      "first_token_s": _median([w["first_token_ms"] / 1000 for w in warm]),
@@ -143,6 +143,12 @@ def profile(origin: str, texts: list[str], repeats: int) -> dict[str, Any]:
             "top_ms_per_token": [[f, round(ms / n, 2)] for f, ms in raw["top"]]}
 
 
+def _same_file(nat: dict[str, Any] | None, web: dict[str, Any] | None) -> bool:
+    """Whether native onnxruntime ran the variant the page chose: otherwise page/native pairs
+    would compare two files of the model."""
+    return bool(nat and web) and web["memory"]["lm_dtype"] == nat["dtype"]
+
+
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
     """Pair by pair, from the medians (a ratio > 1 means the first of the pair is faster)."""
     out: dict[str, Any] = {}
@@ -159,7 +165,7 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
             out["page memory / 1.2 GB budget"] = round(measured / TARGETS["memory_bytes"], 3)
             out["manifest estimate / measured memory"] = round(
                 web["memory"]["estimated_bytes"] / measured, 3)
-    if nat and web and web["lm_dtype"] == nat["dtype"]:  # else two files of the model
+    if _same_file(nat, web):
         native_decode = nat["decode"]["constrained"]["decode_tok_per_s"]
         out["page / native onnxruntime decode (constrained)"] = round(
             web["ours"]["decode_tok_s"] / native_decode, 3)
@@ -252,7 +258,7 @@ def section(ctx) -> dict[str, Any]:
             pairs.append(Pair("page decode", ours["decode_tok_s"],
                               web["plain_transformers_js"]["decode_tok_s"], "tok/s",
                               "plain transformers.js generate", higher_is_better=True))
-        if nat and ours["decode_tok_s"] and web["lm_dtype"] == nat["dtype"]:
+        if _same_file(nat, web) and ours["decode_tok_s"]:
             pairs.append(Pair("page decode", ours["decode_tok_s"],
                               nat["decode"]["constrained"]["decode_tok_per_s"], "tok/s",
                               "native onnxruntime", higher_is_better=True))

@@ -86,6 +86,25 @@ def test_wllama_records_use_the_pages_prompt_and_narrowed_schema():
     assert full["schema"] == task.schema and full["tokens"] == 2  # no record: the whole schema
 
 
+def test_lm_ratios_compare_page_and_native_only_on_the_same_file():
+    """Native onnxruntime runs the model's first variant; the page may have chosen another one
+    to fit its budget, and then the two numbers are two files, not two runtimes."""
+    from server.bench.lm import ratios
+
+    nat = {"dtype": "q8", "record_s": {"median": 4.0},
+           "decode": {"constrained_vs_unconstrained": 1.0,
+                      "constrained": {"decode_tok_per_s": 20.0}}}
+    web = {"ours": {"decode_tok_s": 30.0, "record_s": 2.0},
+           "plain_transformers_js": {"decode_tok_s": 30.0},
+           "memory": {"measured_bytes": None, "lm_dtype": "q8"}}
+    same = ratios({"native": nat, "page": web})
+    assert same["page / native onnxruntime decode (constrained)"] == 1.5
+    assert same["page / native record time"] == 0.5
+    other = ratios({"native": nat, "page": {**web, "memory": {**web["memory"], "lm_dtype": "q4"}}})
+    assert "page / native onnxruntime decode (constrained)" not in other
+    assert "page / native record time" not in other
+
+
 def test_lm_ratios_compare_the_page_with_wllamas_best_thread_count():
     from server.bench.lm import ratios
 
