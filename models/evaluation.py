@@ -352,10 +352,8 @@ def write_report(engine, out: Path, data_root: Path | None = None,
     ``EXTRACTION_REPORT`` on a spread of its held-out lines with ``extraction_engine`` (opened
     on the built language model beside the encoder's build when not given); write ``out``
     (markdown) and PNGs beside it. Returns the per-task reports."""
-    import json
-
     from models.trainingdata import compare_scope_methods, compare_with_prototypes
-    from models.trainingdata import data_root as default_root
+    from models.trainingdata import data_root as default_root, read_jsonl
 
     root = data_root or default_root()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -364,7 +362,7 @@ def write_report(engine, out: Path, data_root: Path | None = None,
     scope_rows: dict[str, list[dict]] = {}
     for name, rel in REPORT_DATA.items():
         path = root / rel
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        records = read_jsonl(path)
         task = engine.task(name)
         selected, note = select_records(task, records, file_sha256(path))
         report = evaluate(task, selected, cpython_runner(engine, name))
@@ -393,8 +391,7 @@ def write_report(engine, out: Path, data_root: Path | None = None,
             extraction_engine = open_engine(build, list(EXTRACTION_REPORT))
         for name, (rel, limit) in EXTRACTION_REPORT.items():
             path = root / rel
-            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                       if line]
+            records = read_jsonl(path)
             task = extraction_engine.task(name)
             selected, note = select_records(task, records, file_sha256(path))
             selected = spread(selected, limit)

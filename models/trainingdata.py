@@ -25,9 +25,59 @@ def data_root() -> Path:
     return Path(os.environ.get("EDGE_TRIAGE_DATA") or ROOT.parent / "shared" / "data")
 
 
+class DataFileError(ValueError):
+    """A file that is not what it should be (not text, not JSON, not records); the message says
+    which file, where and why."""
+
+
+def read_text_file(path: Path) -> str:
+    """``path`` as UTF-8 text (a byte-order mark is dropped). A missing file is a
+    FileNotFoundError and anything else unreadable an OSError or DataFileError, each naming the
+    file, so that a command can print it as it is instead of a traceback."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataFileError(f"{path}: a directory, not a file") from None
+    except OSError as e:
+        raise OSError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); "
+                            "is it a binary file?") from None
+
+
+def json_kind(value) -> str:
+    """JSON's name for what ``json.loads`` returned: ``json_kind({}) == "object"``."""
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """One JSON object with a ``"text"`` per line (blank lines skipped), as every task's data
+    file holds. A line that is not one is a DataFileError
+    naming the file and the line: a record silently skipped would be lost from a score."""
+    records = []
+    # "\n" only: str.splitlines() would also split inside a string holding U+2028 or U+0085,
+    # which JSON writes raw (ensure_ascii=False).
+    for number, line in enumerate(read_text_file(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFileError(f"{path}, line {number}: not JSON ({e.msg}, column {e.colno})") \
+                from None
+        if not isinstance(record, dict):
+            raise DataFileError(f"{path}, line {number}: a JSON {json_kind(record)}, not an "
+                                "object with a \"text\"")
+        if not isinstance(record.get("text"), str):
+            raise DataFileError(f"{path}, line {number}: the record has no \"text\" string")
+        records.append(record)
+    return records
 
 
 def training_examples(data: TrainingData, records: list[dict]) -> tuple[list[str], list[str]]:

@@ -122,9 +122,15 @@ def cmd_run(args) -> int:
     if (args.text is None) == (args.batch is None):
         print("error: give either TEXT or --batch FILE", file=sys.stderr)
         return 2
-    engine = open_engine(_build_dir(args), [args.task], _encoder_dtype())
     if args.batch:
-        return _run_batch(engine, args.task, Path(args.batch))
+        try:  # before the model loads: a bad file is an error in a second, not after
+            texts = read_batch(Path(args.batch))
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return _run_batch(open_engine(_build_dir(args), [args.task], _encoder_dtype()),
+                          args.task, texts)
+    engine = open_engine(_build_dir(args), [args.task], _encoder_dtype())
     text = sys.stdin.read() if args.text == "-" else args.text
     try:
         result = asyncio.run(engine.run(args.task, text))
@@ -135,12 +141,29 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _run_batch(engine, task: str, path: Path) -> int:
-    """One JSON result per line; inputs are a JSON list of strings or one text per line."""
-    from pyapp.textinput import InputError
+def read_batch(path: Path) -> list:
+    """``run --batch``'s texts: a ``.json`` file's JSON array, any other file's lines. A file
+    that is neither is an error naming it (a JSON object's keys are not texts to run)."""
+    from models.trainingdata import DataFileError, json_kind, read_text_file
 
-    raw = path.read_text(encoding="utf-8")
-    texts = json.loads(raw) if path.suffix == ".json" else raw.splitlines()
+    raw = read_text_file(path)
+    if path.suffix != ".json":
+        return raw.splitlines()
+    try:
+        texts = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise DataFileError(f"{path}: not JSON ({e.msg}, line {e.lineno} column {e.colno})") \
+            from None
+    if not isinstance(texts, list):
+        raise DataFileError(f"{path}: a JSON {json_kind(texts)}; a .json batch is an array of "
+                            "texts")
+    return texts
+
+
+def _run_batch(engine, task: str, texts: list) -> int:
+    """One JSON line per input, in order: its result, or ``{"error", "text"}`` for an input that
+    is not one (exit status 1 then), so that nothing is dropped."""
+    from pyapp.textinput import InputError
 
     async def go() -> int:
         failures = 0
@@ -167,8 +190,14 @@ def cmd_eval(args) -> int:
     except UnknownTaskError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from models.trainingdata import read_jsonl
+
     data = Path(args.data)
-    records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+    try:
+        records = read_jsonl(data)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # The task is loaded under CPython either way: it decides which records are held out.
     engine = open_engine(_build_dir(args), [args.task], _encoder_dtype())
     task = engine.task(args.task)
@@ -270,7 +299,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("task")
     r.add_argument("text", nargs="?")
     r.add_argument("--batch", metavar="FILE",
-                   help="texts from FILE (.json list, else one per line); prints JSON lines")
+                   help="texts from FILE (a .json file: a JSON array; any other: one text a "
+                        "line); prints one JSON line per text, {\"error\", \"text\"} for one that "
+                        "is not valid input (exit status 1)")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval", help="score a task on a labelled JSON-lines file")
@@ -295,7 +326,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`edge-triage run … --batch F | head`): stop quietly, as other
+        # command-line tools do, and keep Python from reporting it again when stdout closes.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for such a command
 
 
 if __name__ == "__main__":

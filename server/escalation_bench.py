@@ -26,7 +26,6 @@ Measured: ``reports/escalation.md`` (both tasks, with the commands).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -101,7 +100,7 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
     """``limit`` held-out records (spread through them) run on the browser's side; of those it
     escalates, at most ``max_escalated`` (spread) run on the escalation model and are scored."""
     from models.cpython.engines import open_engine
-    from models.trainingdata import data_root as default_root
+    from models.trainingdata import data_root as default_root, read_jsonl
 
     from .escalation_engine import EscalationEngines
     from .settings import Settings
@@ -111,7 +110,7 @@ def run_escalation_bench(build_dir: Path, task_name: str = "loghub-fields", limi
                          f"{', '.join(DEV_DATA)}")
     root = data_root or default_root()
     path = root / DEV_DATA[task_name]
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    records = read_jsonl(path)
     # What the page runs: for telemetry-extract the encoder heads and the language model together.
     small = open_engine(build_dir, [task_name])
     task = small.task(task_name)
