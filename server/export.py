@@ -20,6 +20,8 @@ def export_site(settings: Settings, dest: Path, base: str = "/", api_url: str | 
                 token: str | None = None, log=print) -> Path:
     site = Site(settings, base)
     dest = dest.resolve()
+    if dest.exists() and not dest.is_dir():
+        raise SystemExit(f"{dest} is a file, not a folder: refusing to overwrite it")
     if dest.exists() and any(dest.iterdir()) and not (dest / "precache.json").exists():
         raise SystemExit(f"{dest} exists and is not an earlier export: refusing to overwrite it")
     shutil.rmtree(dest, ignore_errors=True)
