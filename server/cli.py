@@ -237,7 +237,10 @@ def cmd_report(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-triage", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="edge-triage", description="Small-model triage: build the models and the browser "
+        "runtime, serve or export the page, run and score tasks under CPython, and benchmark.",
+        epilog="Each command has its own --help. README.md has the details.")
     p.add_argument("--build-dir", default=str(ROOT / "build"),
                    help="where built models and runtime live (default: ./build)")
     sub = p.add_subparsers(dest="command", required=True)
