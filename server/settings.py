@@ -10,7 +10,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from pyapp.textinput import MAX_INPUT_CHARS
+
 ROOT = Path(__file__).resolve().parent.parent
+#: The largest escalation the page sends: a text as long as the page accepts (MAX_INPUT_CHARS
+#: UTF-16 units, each at most 6 bytes in JSON, as ``\u0001``) with its local result and reasons.
+#: What the page accepts, the server takes: under a smaller limit such a case would end
+#: ``failed`` (413) in the outbox and never reach the stronger handler (it was 64 KiB until
+#: 2026-12-04, and a 100,000-character report was refused).
+ESCALATION_BODY_BYTES = 6 * MAX_INPUT_CHARS + 2 * 2**20
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,8 @@ class Settings:
     openai_key: str | None = None
     openai_model: str | None = None
     openai_timeout_s: float = 60.0
-    max_body_bytes: int = 64 * 1024  # one escalation
-    max_request_bytes: int = 1024 * 1024  # any request (server/limits.py)
+    max_body_bytes: int = ESCALATION_BODY_BYTES  # one escalation
+    max_request_bytes: int = ESCALATION_BODY_BYTES  # any request (server/limits.py)
     # Escalation API and review sign-in, per client address: sustained rate and burst.
     rate_limit_per_s: float = 20.0
     rate_limit_burst: int = 100

@@ -19,6 +19,17 @@ function promised(request) {
 const META = "meta";
 export const SYNC_TAG = "edge-triage-outbox";
 
+// The server's reason as a person reads it: FastAPI answers {"detail": "…"} (a list of
+// {loc, msg} for a 422), shown as its sentence rather than as JSON; any other body as it is.
+export function readableDetail(body) {
+  try {
+    const { detail } = JSON.parse(body);
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) return detail.map((d) => [d?.loc?.slice(1).join("."), d?.msg].filter(Boolean).join(": ")).join("; ");
+  } catch {}
+  return body;
+}
+
 function openDb() {
   const request = indexedDB.open(DB_NAME, 2);
   request.onupgradeneeded = ({ oldVersion }) => {
@@ -195,7 +206,7 @@ export class EscalationOutbox extends EventTarget {
       await this.update(record.key, { status: "sent", server_id: id, last_error: null });
       return true;
     }
-    const detail = await response.text().catch(() => "");
+    const detail = readableDetail(await response.text().catch(() => ""));
     if ([401, 408, 425, 429].includes(response.status) || response.status >= 500) {
       // 429/503 say when to come back; sooner would only be refused again.
       const retryAfterMs = Number(response.headers.get("retry-after")) * 1000 || 0;

@@ -87,6 +87,25 @@ def test_a_body_over_the_limit_is_413_by_content_length(client, app):
     assert rows(app) == 0
 
 
+def test_the_default_limits_take_the_largest_case_the_page_sends(settings_for):
+    """A text as long as the page accepts, of the characters JSON writes longest (``\\u0001``,
+    6 bytes each), is escalated, not refused: a 413 would end the case ``failed`` for good."""
+    from pyapp.textinput import MAX_INPUT_CHARS
+
+    defaults = Settings()
+    app = create_app(settings_for(max_body_bytes=defaults.max_body_bytes,
+                                  max_request_bytes=defaults.max_request_bytes))
+    scores = {f"intent_{i}": 1 / 151 for i in range(151)}  # clinc150's, the widest local result
+    case = new_case(text="\u0001" * MAX_INPUT_CHARS,
+                    local_result={"output": {"label": "oos", "confidence": 0.2, "scores": scores}})
+    body = json.dumps(case).encode()
+    assert len(body) > 6 * MAX_INPUT_CHARS
+    r = TestClient(app).post("/api/escalations", content=body,
+                             headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text[:300]
+    assert rows(app) == 1
+
+
 def test_a_body_over_the_limit_is_413_by_actual_bytes(client, app):
     # Chunked upload: no Content-Length to trust, the bytes themselves are counted.
     payload = json.dumps(new_case(text="x" * 5000)).encode()
