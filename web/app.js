@@ -16,7 +16,7 @@
 //                               (web/memory.js), null where the page is not cross-origin isolated
 import { requestedBackend } from "./env.js";
 import { memoryMeter } from "./memory.js";
-import { EscalationOutbox, SYNC_TAG } from "./outbox.js";
+import { EscalationOutbox, SYNC_TAG, answerText } from "./outbox.js";
 
 const config = JSON.parse(document.getElementById("config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -343,12 +343,13 @@ async function renderOutbox() {
     const tr = document.createElement("tr");
     tr.dataset.key = r.key;
     tr.dataset.status = r.status;
-    const answer = r.answer?.output?.label ?? r.answer?.label ?? (r.answer ? JSON.stringify(r.answer).slice(0, 60) : "");
+    const answer = answerText(r.answer);
     for (const value of [r.created_at.slice(11, 19), r.task, r.text.slice(0, 60), r.status, answer || r.last_error || ""]) {
       const td = document.createElement("td");
       td.textContent = value;
       tr.append(td);
     }
+    if (r.answer) tr.lastChild.title = JSON.stringify(r.answer, null, 2);  // the whole answer on hover
     return tr;
   });
   $("outbox-rows").replaceChildren(...rows);

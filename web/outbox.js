@@ -8,6 +8,8 @@
 const DB_NAME = "edge-triage";
 const STORE = "outbox";
 const BACKOFF_MS = [1_000, 2_000, 5_000, 10_000, 20_000, 30_000];
+// How often a sent case's answer is asked for.
+const POLL_MS = 2_000;
 
 function promised(request) {
   return new Promise((resolve, reject) => {
@@ -18,6 +20,25 @@ function promised(request) {
 
 const META = "meta";
 export const SYNC_TAG = "edge-triage-outbox";
+
+// An answered case's answer in a line (the outbox panel's answer column): a classification's
+// label; an extraction's record as its short fields ("category: power, severity: warning, …",
+// the summary left out); anything else as its JSON, cut. Handlers answer {handler, model,
+// output, …} (server/handlers.py); a person's answer on /review is the output itself.
+export function answerText(answer, limit = 120) {
+  if (!answer || typeof answer !== "object") return answer == null ? "" : String(answer);
+  const output = answer.output ?? answer;
+  if (typeof output?.label === "string") return output.label;
+  const record = output?.record;
+  if (record && typeof record === "object") {
+    const fields = Object.entries(record)
+      .filter(([, v]) => v !== null && typeof v !== "object" && String(v).length <= 40)
+      .map(([k, v]) => `${k}: ${v}`).join(", ");
+    if (fields) return fields.length > limit ? `${fields.slice(0, limit - 1)}…` : fields;
+  }
+  const json = JSON.stringify(answer);
+  return json.length > limit ? `${json.slice(0, limit - 1)}…` : json;
+}
 
 // The server's reason as a person reads it: FastAPI answers {"detail": "…"} (a list of
 // {loc, msg} for a 422), shown as its sentence rather than as JSON; any other body as it is.
@@ -175,11 +196,14 @@ export class EscalationOutbox extends EventTarget {
         if (waiting) { soonest = Math.min(soonest, record.next_attempt_at); continue; }
         // The server said "too many requests": the rest wait too instead of each being refused.
         if (this.pausedUntil > Date.now()) { soonest = Math.min(soonest, this.pausedUntil); continue; }
-        if (!(await this.send(record))) soonest = Math.min(soonest, Date.now() + BACKOFF_MS[0]);
+        // Sent: ask for its answer soon (until 2026-12-04 nothing did, so the only case of a
+        // session stayed "sent" until some other event kicked the outbox); not sent: back off.
+        const sent = await this.send(record);
+        soonest = Math.min(soonest, Date.now() + (sent ? POLL_MS : BACKOFF_MS[0]));
       } else if (record.status === "sent") {
         if (this.pausedUntil > Date.now()) { soonest = Math.min(soonest, this.pausedUntil); continue; }
         await this.poll(record);
-        soonest = Math.min(soonest, Date.now() + 2_000);
+        soonest = Math.min(soonest, Date.now() + POLL_MS);
       }
     }
     if (soonest < Infinity) this.timer = setTimeout(() => this.kick(), Math.max(250, soonest - Date.now()));

@@ -44,6 +44,20 @@ test("an out-of-scope query offline waits in the outbox, then is sent and answer
   expect(answered.answer).toBeTruthy();
 });
 
+test("one escalation online is sent and answered with nothing else happening", async ({ app }) => {
+  // The outbox asks for a sent case's answer by itself: no other run, reload or online event
+  // (until 2026-12-04 a session's only case stayed "sent" until one of those came).
+  await openApp(app);
+  const result = await classify(app, "what is the capital of the moon's largest crater");
+  expect(result.route).toBe("escalated");
+  await expect(app.locator("#outbox-rows tr[data-status=answered]")).toHaveCount(1, { timeout: 60_000 });
+  const [answered] = await app.evaluate(() => (window as any).edgeTriage.outbox());
+  expect(answered.key).toBe(result.escalation.key);
+  expect(answered.answer.handler).toBe("engine");
+  // The answer column reads as the answer's label (web/outbox.js answerText), not its JSON.
+  await expect(app.locator("#outbox-rows tr[data-status=answered] td").last()).toHaveText(answered.answer.output.label);
+});
+
 // ---- chaos: many escalations, the network flapping and the server restarted midway ----------
 // Next to this run's own port, so several checkouts can run the suite at once.
 const CHAOS_PORT = Number(process.env.E2E_PORT ?? 8766) + 28;
