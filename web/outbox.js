@@ -23,8 +23,9 @@ export const SYNC_TAG = "edge-triage-outbox";
 
 // An answered case's answer in a line (the outbox panel's answer column): a classification's
 // label; an extraction's record as its short fields ("category: power, severity: warning, …",
-// the summary left out); anything else as its JSON, cut. Handlers answer {handler, model,
-// output, …} (server/handlers.py); a person's answer on /review is the output itself.
+// the summary left out); anything else as its JSON, cut. Every handler answers {handler,
+// output, …} (server/handlers.py, a person's on /review too: server/review.py); a bare output
+// reads the same.
 export function answerText(answer, limit = 120) {
   if (!answer || typeof answer !== "object") return answer == null ? "" : String(answer);
   const output = answer.output ?? answer;

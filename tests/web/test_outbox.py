@@ -58,7 +58,7 @@ def test_an_answer_reads_as_its_label_or_its_records_short_fields(telemetry_head
     """The engine handler's real answers: a classification shows its label, an extraction its
     record's closed-set fields and component (it showed the first 60 characters of the answer's
     JSON, ``{"handler":"engine","model":"SmolLM2-…``); the summary, over 40 characters, is left
-    out. A person's answer (the output itself) and an unknown shape still read."""
+    out. A bare output and an unknown shape still read."""
     from models.cpython.engines import open_engine
 
     engines = {t: open_engine(telemetry_heads, [t]) for t in ("telemetry-triage", "telemetry-extract")}
