@@ -310,6 +310,7 @@ window.edgeTriage = {
   get ready() { return ready; },  // replaced when the worker is restarted after a crash
   run, cancel, status, memoryUse, serviceWorker,
   outbox: () => outbox.list(), flushOutbox: () => outbox.kick({ now: true }),
+  resendRefused: () => outbox.resendRefused(),
 };
 ready.catch(() => {});
 
@@ -339,6 +340,7 @@ async function renderOutbox() {
   $("outbox-summary").textContent = records.length
     ? Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(" · ")
     : "empty";
+  $("outbox-resend").hidden = !records.some((r) => r.status === "failed" && !r.server_id);
   const rows = records.slice(-20).reverse().map((r) => {
     const tr = document.createElement("tr");
     tr.dataset.key = r.key;
@@ -356,6 +358,7 @@ async function renderOutbox() {
 }
 outbox.addEventListener("change", () => renderOutbox());
 renderOutbox();
+$("outbox-resend").addEventListener("click", () => outbox.resendRefused());
 
 // --- the form -------------------------------------------------------------------------------
 function render(result) {

@@ -244,6 +244,25 @@ export class EscalationOutbox extends EventTarget {
     return true;
   }
 
+  // Cases the server refused without storing them (a 4xx on the post: a wrong API address in a
+  // static export, a server without the task) stay here as failed, text and reason kept. Once
+  // the deployment is put right they are sent again from here; nothing else would send them.
+  // A case the server stored and then failed (it has a server_id) is not: posting its key again
+  // returns that same failed case, which is answered on /review.
+  async resendRefused() {
+    let count = 0;
+    for (const record of await this.list()) {
+      if (record.status !== "failed" || record.server_id) continue;
+      await this.update(record.key, { status: "pending", attempts: 0, next_attempt_at: 0, last_error: null });
+      count++;
+    }
+    if (count) {
+      this.requestSync();
+      this.kick({ now: true });
+    }
+    return count;
+  }
+
   async retryLater(record, error, atLeastMs = 0) {
     const attempts = record.attempts + 1;
     const delay = Math.max(atLeastMs, BACKOFF_MS[Math.min(attempts - 1, BACKOFF_MS.length - 1)]);

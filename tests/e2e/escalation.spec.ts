@@ -58,6 +58,29 @@ test("one escalation online is sent and answered with nothing else happening", a
   await expect(app.locator("#outbox-rows tr[data-status=answered] td").last()).toHaveText(answered.answer.output.label);
 });
 
+test("a case the server refused is kept with its reason and sent again once the server takes it", async ({ app, context }) => {
+  // As a static export with a wrong API address would be answered: 404 on the post. The route is
+  // the context's so that the service worker's Background Sync post is refused too.
+  const refuse = (route) => route.request().method() === "POST"
+    ? route.fulfill({ status: 404, contentType: "application/json", body: '{"detail":"Not Found"}' })
+    : route.continue();
+  await context.route("**/api/escalations", refuse);
+  await openApp(app);
+  const result = await classify(app, "what will the weather be like tomorrow in Lisbon");
+  expect(result.route).toBe("escalated");
+  const failed = app.locator("#outbox-rows tr[data-status=failed]");
+  await expect(failed).toHaveCount(1, { timeout: 30_000 });
+  await expect(failed.locator("td").last()).toHaveText("HTTP 404: Not Found");
+  const [kept] = await app.evaluate(() => (window as any).edgeTriage.outbox());
+  expect([kept.key, kept.text, kept.server_id]).toEqual([result.escalation.key, "what will the weather be like tomorrow in Lisbon", null]);
+  await context.unroute("**/api/escalations", refuse);
+  await app.locator("#outbox-resend").click();
+  await expect(app.locator("#outbox-rows tr[data-status=answered]")).toHaveCount(1, { timeout: 60_000 });
+  await expect(app.locator("#outbox-resend")).toBeHidden();
+  const [answered] = await app.evaluate(() => (window as any).edgeTriage.outbox());
+  expect(answered.key).toBe(result.escalation.key);  // the same case, not a copy
+});
+
 // ---- chaos: many escalations, the network flapping and the server restarted midway ----------
 // Next to this run's own port, so several checkouts can run the suite at once.
 const CHAOS_PORT = Number(process.env.E2E_PORT ?? 8766) + 28;
