@@ -314,14 +314,23 @@ window.edgeTriage = {
 };
 ready.catch(() => {});
 
+// Called at boot and after each language-model run. A measurement waits for a garbage
+// collection (up to a minute, web/memory.js), so an earlier call's reading can arrive after a
+// later call started: only the latest call writes, or the page would show the memory of before
+// the language model loaded as if it were now (it showed 151 MiB after an extraction).
+let memorySeq = 0;
 async function showMemory() {
-  const estimate = state.estimatedMemoryBytes;
+  const seq = ++memorySeq;
+  // Every model this page has loaded: the base encoder, tasks' own encoders, the language model.
+  const estimate = (state.estimatedMemoryBytes ?? 0) + (state.taskEncoderMemoryBytes ?? 0)
+    + (state.lmEstimatedMemoryBytes ?? 0);
   const label = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-  $("memory").textContent = estimate ? `model estimate ${label(estimate)}` : "";
+  $("memory").textContent = estimate ? `models' estimate ${label(estimate)}` : "";
   try {
     const bytes = await memoryUse();
+    if (seq !== memorySeq) return;
     if (bytes) state.measuredMemoryBytes = bytes;
-    if (bytes) $("memory").textContent = `page memory ${label(bytes)} (measured) · model estimate ${label(estimate)}`;
+    if (bytes) $("memory").textContent = `page memory ${label(bytes)} (measured) · models' estimate ${label(estimate)}`;
   } catch {
     // Not measurable here; the estimate stays.
   }

@@ -66,8 +66,13 @@ test("extraction in the page: schema-valid record, streamed tokens, no off-origi
   expect(result.backend).toBe("wasm");
   expect(partials.length).toBeGreaterThan(5);
   expect(partials[partials.length - 1]).toBeGreaterThan(partials[0]);
-  // The panel shows the record once done.
+  // The panel shows the record once done, and the memory line counts every model now loaded:
+  // the base encoder, the heads' encoder and the language model (it counted the first only).
   await expect(app.locator("#result")).toBeVisible();
+  const loaded = await app.evaluate(() => (window as any).edgeTriage.status());
+  const models = loaded.estimatedMemoryBytes + loaded.taskEncoderMemoryBytes + loaded.lmEstimatedMemoryBytes;
+  expect(loaded.lmEstimatedMemoryBytes).toBeGreaterThan(0);
+  await expect(app.locator("#memory")).toContainText(`models' estimate ${(models / 2 ** 20).toFixed(0)} MiB`);
   // The model came through our store (shards), from our origin.
   expect(requests.some((u) => /SmolLM2-[^/]+\/shards\/onnx__model_quantized\.codes\.000$/.test(u))).toBe(true);
   expect(requests.some((u) => /model_q4/.test(u))).toBe(false);
