@@ -29,6 +29,14 @@ function setProgress(stage, fraction, detail) {
   Object.assign(state, { stage, fraction });
   $("progress").value = Math.round(fraction * 100);
   $("progress-label").textContent = detail;
+  // After boot, what a run loads first (the language model: ~20 s on its first extraction; a
+  // task's own encoder) shows here too, while that run waits; the box had been hidden at boot
+  // and the page showed nothing. Only the language model's stage is a fraction of its load;
+  // the others' are the boot's scale, so the bar runs without a value and the label counts.
+  if (state.state === "ready") {
+    $("progress-box").hidden = pending.size === 0;
+    if (stage !== "lm") $("progress").removeAttribute("value");
+  }
 }
 
 function fail(message) {
@@ -101,6 +109,7 @@ function startWorker() {
       } else if (data.type === "result") {
         const entry = pending.get(data.id);
         pending.delete(data.id);
+        if (pending.size === 0) $("progress-box").hidden = true;
         if (!entry) return;
         if (data.ok) {
           data.result.timings_ms.total = performance.now() - entry.started;

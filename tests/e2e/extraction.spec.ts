@@ -58,8 +58,13 @@ test("extraction in the page: schema-valid record, streamed tokens, no off-origi
   await app.exposeFunction("recordPartial", (tokens: number) => partials.push(tokens));
   const started = Date.now();
   const line = "Error: Fan speed threshold exceeded on Node 4B.";
-  const result = await app.evaluate(async ([task, line]) => (window as any).edgeTriage.run(task,
+  const running = app.evaluate(async ([task, line]) => (window as any).edgeTriage.run(task,
     line, { onPartial: ({ tokens }: any) => (window as any).recordPartial(tokens) }), [TASK, line]);
+  // The first extraction loads the language model (~20 s): the page says so while it waits.
+  await expect(app.locator("#progress-label")).toContainText("Language model", { timeout: 30_000 });
+  await expect(app.locator("#progress-box")).toBeVisible();
+  const result = await running;
+  await expect(app.locator("#progress-box")).toBeHidden();
   console.log(`first extraction (LM download + load + run): ${Date.now() - started} ms`, JSON.stringify(result.output));
   expectValidRecord(result);
   expect(line).toContain(result.output.record.component);
