@@ -45,11 +45,15 @@ def cmd_build(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from server.app import create_app
+    from server.app import BuildMissing, create_app
     from server.settings import Settings
 
     # EDGE_TRIAGE_* variables configure the server (queue, handler, token...); --build-dir wins.
-    app = create_app(dataclasses.replace(Settings.from_env(), build_dir=_build_dir(args)))
+    try:
+        app = create_app(dataclasses.replace(Settings.from_env(), build_dir=_build_dir(args)))
+    except BuildMissing as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"edge-triage serving on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
@@ -60,8 +64,12 @@ def cmd_export(args) -> int:
     from server.settings import Settings
 
     base = args.base_path if args.base_path.endswith("/") else args.base_path + "/"
-    export_site(Settings(build_dir=_build_dir(args)), Path(args.dir), base=base,
-                api_url=args.api_url, token=args.token)
+    try:
+        export_site(Settings(build_dir=_build_dir(args)), Path(args.dir), base=base,
+                    api_url=args.api_url, token=args.token)
+    except FileNotFoundError as e:  # no build (server/site.py says which file and what to run)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

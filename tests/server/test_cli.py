@@ -72,3 +72,13 @@ def test_eval_data_that_is_not_records_is_an_error_naming_the_line(tmp_path):
         data.write_text(content)
         r = cli("eval", "clinc150-intent", str(data))
         assert r.returncode == 2 and r.stderr.startswith(f"error: {data}, {said}"), r.stderr
+
+
+def test_serve_and_export_without_a_build_say_what_to_run(tmp_path):
+    empty = tmp_path / "no-build"
+    for args in (["serve", "--port", "1"], ["export", str(tmp_path / "site")]):
+        r = cli("--build-dir", str(empty), *args)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("error: ") and "run `make`" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "site").exists()
