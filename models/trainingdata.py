@@ -50,6 +50,15 @@ def read_text_file(path: Path) -> str:
                             "is it a binary file?") from None
 
 
+def parse_json(text: str, where: str):
+    """``json.loads(text)``, or a DataFileError saying ``where`` and at which character it broke."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        at = f"line {e.lineno} column {e.colno}" if "\n" in text.strip() else f"column {e.colno}"
+        raise DataFileError(f"{where}: not JSON ({e.msg}, {at})") from None
+
+
 def json_kind(value) -> str:
     """JSON's name for what ``json.loads`` returned: ``json_kind({}) == "object"``."""
     kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
@@ -66,11 +75,7 @@ def read_jsonl(path: Path) -> list[dict]:
     for number, line in enumerate(read_text_file(path).split("\n"), 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFileError(f"{path}, line {number}: not JSON ({e.msg}, column {e.colno})") \
-                from None
+        record = parse_json(line, f"{path}, line {number}")
         if not isinstance(record, dict):
             raise DataFileError(f"{path}, line {number}: a JSON {json_kind(record)}, not an "
                                 "object with a \"text\"")

@@ -152,16 +152,12 @@ def cmd_run(args) -> int:
 def read_batch(path: Path) -> list:
     """``run --batch``'s texts: a ``.json`` file's JSON array, any other file's lines. A file
     that is neither is an error naming it (a JSON object's keys are not texts to run)."""
-    from models.trainingdata import DataFileError, json_kind, read_text_file
+    from models.trainingdata import DataFileError, json_kind, parse_json, read_text_file
 
     raw = read_text_file(path)
     if path.suffix != ".json":
         return raw.splitlines()
-    try:
-        texts = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise DataFileError(f"{path}: not JSON ({e.msg}, line {e.lineno} column {e.colno})") \
-            from None
+    texts = parse_json(raw, str(path))
     if not isinstance(texts, list):
         raise DataFileError(f"{path}: a JSON {json_kind(texts)}; a .json batch is an array of "
                             "texts")
